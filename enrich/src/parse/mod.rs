@@ -1,0 +1,292 @@
+//! Parsers: raw records of each format into rows of the event schema.
+//!
+//! Each format module deserialises a record with sonic-rs into a struct that
+//! borrows from the input (no generic JSON tree), fills an [`EventRow`] and the
+//! threat [`Signals`], and hands both to [`Emitter::emit`], which adds what every
+//! event gets: the id, GeoIP, the stateless threat assessment.
+
+mod app;
+mod falco;
+mod str;
+mod waf;
+
+use std::io::Write as _;
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use arrow::array::RecordBatch;
+use seclake_ingest::{Batch, Format};
+use xxhash_rust::xxh3::xxh3_128_with_seed;
+
+use crate::geoip::{GeoIp, GeoInfo, GeoLookup, classify};
+use crate::schema::{EventBuilder, EventRow, SchemaError};
+use crate::threat::{Signals, ThreatEngine, ThreatLevel};
+
+/// Why a record could not become an event. The text goes to the dead-letter output.
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
+pub enum ParseError {
+    /// Not valid JSON, not UTF-8, or a field of the wrong type.
+    #[error("invalid {format} record: {message}")]
+    Json {
+        /// The format the record was read as.
+        format: Format,
+        /// The JSON parser's message, with the byte offset.
+        message: String,
+    },
+    /// A timestamp that is not RFC 3339 or is out of range.
+    #[error("invalid {format} record: field `{field}` is not a valid timestamp: {value:?}")]
+    Timestamp {
+        /// The format the record was read as.
+        format: Format,
+        /// The timestamp field.
+        field: &'static str,
+        /// What it held (cut to 64 bytes).
+        value: String,
+    },
+    /// The source cut the record at its size limit.
+    #[error("record longer than the source's max_record_bytes; its first bytes are kept")]
+    Truncated,
+}
+
+/// Per-event input of the sequential per-IP window stage.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WindowInput {
+    /// The client address, if the event has a valid one.
+    pub ip: Option<IpAddr>,
+    /// Event time, µs since the epoch.
+    pub ts_us: i64,
+    /// WAF blocked the request or the app refused it (status 401/403/429).
+    pub blocked: bool,
+    /// Hash of the request path, for the distinct-URI count.
+    pub uri_hash: u64,
+    /// The stateless score the event already has.
+    pub score: u8,
+    /// The stateless level the event already has.
+    pub level: ThreatLevel,
+}
+
+/// A record that could not be parsed, by its index in the batch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reject {
+    /// Index of the record in its [`Batch`].
+    pub index: usize,
+    /// Why it was rejected.
+    pub reason: ParseError,
+}
+
+/// The outcome of parsing one batch.
+#[derive(Debug)]
+pub struct Parsed {
+    /// The events, in input order, with their stateless threat assessment.
+    pub events: RecordBatch,
+    /// One entry per event row, for the window stage.
+    pub windows: Vec<WindowInput>,
+    /// Records that went wrong, in input order.
+    pub rejects: Vec<Reject>,
+}
+
+/// Parses and enriches batches; one per worker thread (it owns a GeoIP cache).
+pub struct Enricher {
+    emitter: Emitter,
+    builder: EventBuilder,
+}
+
+/// What every format's parser hands its rows to.
+pub(crate) struct Emitter {
+    geo: Option<GeoLookup>,
+    threat: Arc<ThreatEngine>,
+    format: Format,
+    ingest_ts: i64,
+    windows: Vec<WindowInput>,
+}
+
+impl Enricher {
+    /// An enricher using `geo` (when configured) and `threat`.
+    pub fn new(geo: Option<&Arc<GeoIp>>, threat: Arc<ThreatEngine>) -> Enricher {
+        Enricher {
+            emitter: Emitter {
+                geo: geo.map(GeoIp::handle),
+                threat,
+                format: Format::Waf,
+                ingest_ts: 0,
+                windows: Vec::new(),
+            },
+            builder: EventBuilder::with_capacity(4096),
+        }
+    }
+
+    /// Parses every record of `batch`; `ingest_ts` (µs) stamps each event.
+    pub fn parse_batch(&mut self, batch: &Batch, ingest_ts: i64) -> Result<Parsed, SchemaError> {
+        self.parse_records(batch.format, batch.iter().map(|(raw, r)| (raw, r.truncated)), ingest_ts)
+    }
+
+    /// Parses raw records of one format (`(bytes, truncated)` pairs).
+    pub fn parse_records<'r>(
+        &mut self,
+        format: Format,
+        records: impl Iterator<Item = (&'r [u8], bool)>,
+        ingest_ts: i64,
+    ) -> Result<Parsed, SchemaError> {
+        let em = &mut self.emitter;
+        em.format = format;
+        em.ingest_ts = ingest_ts;
+        em.windows.clear();
+        let mut rejects = Vec::new();
+        for (index, (raw, truncated)) in records.enumerate() {
+            let result = if truncated {
+                Err(ParseError::Truncated)
+            } else {
+                match format {
+                    Format::Waf => waf::parse(raw, em, &mut self.builder),
+                    Format::Falco => falco::parse(raw, em, &mut self.builder),
+                    Format::App => app::parse(raw, em, &mut self.builder),
+                }
+            };
+            if let Err(reason) = result {
+                rejects.push(Reject { index, reason });
+            }
+        }
+        Ok(Parsed {
+            events: self.builder.finish()?,
+            windows: std::mem::take(&mut em.windows),
+            rejects,
+        })
+    }
+}
+
+/// Canonical text of an address, written into a stack buffer.
+pub(crate) struct IpText {
+    buf: [u8; 48],
+    len: usize,
+}
+
+impl IpText {
+    fn new(ip: IpAddr) -> IpText {
+        let mut buf = [0u8; 48];
+        let mut cursor = std::io::Cursor::new(&mut buf[..]);
+        // 48 bytes hold the longest IPv6 text (45), so this cannot fail.
+        let _ = write!(cursor, "{ip}");
+        let len = cursor.position() as usize;
+        IpText { buf, len }
+    }
+
+    fn as_str(&self) -> &str {
+        std::str::from_utf8(&self.buf[..self.len]).unwrap_or_default()
+    }
+}
+
+/// Lowercase hex of a 128-bit id.
+struct Hex32([u8; 32]);
+
+impl Hex32 {
+    fn new(v: u128) -> Hex32 {
+        const DIGITS: &[u8; 16] = b"0123456789abcdef";
+        let mut out = [0u8; 32];
+        for (i, b) in out.iter_mut().enumerate() {
+            *b = DIGITS[((v >> (124 - 4 * i)) & 0xf) as usize];
+        }
+        Hex32(out)
+    }
+
+    fn as_str(&self) -> &str {
+        std::str::from_utf8(&self.0).unwrap_or_default()
+    }
+}
+
+/// The deterministic event id of a raw record of `format`.
+pub fn event_id(format: Format, raw: &[u8]) -> String {
+    Hex32::new(xxh3_128_with_seed(raw, format as u64)).as_str().to_owned()
+}
+
+impl Emitter {
+    /// Completes `row` with what every event gets and appends it.
+    ///
+    /// `ip` is the client address as logged; `blocked` and `uri` feed the
+    /// per-IP windows.
+    pub(crate) fn emit(
+        &mut self,
+        out: &mut EventBuilder,
+        raw: &[u8],
+        row: EventRow<'_>,
+        signals: Signals<'_>,
+        ip: Option<&str>,
+        blocked: bool,
+    ) {
+        let id = Hex32::new(xxh3_128_with_seed(raw, self.format as u64));
+        let addr: Option<IpAddr> = ip.and_then(|s| s.trim().parse().ok());
+        let text = addr.map(IpText::new);
+        let geo = match (addr, self.geo.as_mut()) {
+            (Some(a), Some(geo)) => geo.lookup(a),
+            (Some(a), None) => GeoInfo {
+                ip_class: classify(a),
+                ..GeoInfo::default()
+            },
+            (None, _) => GeoInfo::default(),
+        };
+        let signals = Signals {
+            client_ip: addr,
+            ..signals
+        };
+        let assessment = self.threat.assess(&signals);
+        let reasons: Vec<String> = assessment.reasons.iter().map(ToString::to_string).collect();
+        let reason_refs: Vec<&str> = reasons.iter().map(String::as_str).collect();
+
+        let row = EventRow {
+            event_id: id.as_str(),
+            source: self.format.as_str(),
+            ingest_ts: self.ingest_ts,
+            client_ip: text.as_ref().map(IpText::as_str),
+            ip_class: addr.map(|_| geo.ip_class.as_str()),
+            country_iso: geo.country_iso.as_deref(),
+            country_name: geo.country_name.as_deref(),
+            city: geo.city.as_deref(),
+            lat: geo.lat,
+            lon: geo.lon,
+            asn: geo.asn.map(i64::from),
+            as_org: geo.as_org.as_deref(),
+            threat_score: i32::from(assessment.score),
+            threat_level: assessment.level.as_str(),
+            threat_reasons: &reason_refs,
+            ..row
+        };
+        self.windows.push(WindowInput {
+            ip: addr,
+            ts_us: row.ts,
+            blocked,
+            uri_hash: row.uri.map_or(0, |u| xxhash_rust::xxh3::xxh3_64(u.as_bytes())),
+            score: assessment.score,
+            level: assessment.level,
+        });
+        out.append(&row);
+    }
+
+    pub(crate) fn json_error(&self, e: sonic_rs::Error) -> ParseError {
+        // sonic-rs appends a multi-line excerpt of the input; the dead letter
+        // already holds the raw record, so keep the first line only.
+        let message = e.to_string();
+        let message = message.lines().next().unwrap_or_default().to_owned();
+        ParseError::Json {
+            format: self.format,
+            message,
+        }
+    }
+
+    pub(crate) fn timestamp_error(&self, field: &'static str, value: &str) -> ParseError {
+        let mut end = value.len().min(64);
+        while !value.is_char_boundary(end) {
+            end -= 1;
+        }
+        ParseError::Timestamp {
+            format: self.format,
+            field,
+            value: value[..end].to_owned(),
+        }
+    }
+}
+
+/// Parses an RFC 3339 timestamp (any fraction length, any offset) to µs since the epoch.
+pub(crate) fn rfc3339_micros(s: &str) -> Option<i64> {
+    chrono::DateTime::parse_from_rfc3339(s)
+        .ok()
+        .map(|t| t.timestamp_micros())
+}

@@ -1,0 +1,468 @@
+//! Explainable threat scoring: every point of a score comes with a reason
+//! naming the rule that gave it (see `docs/threat-scoring.md`).
+//!
+//! The work is split the way the pipeline runs it: [`ThreatEngine::assess`]
+//! is stateless and runs on parallel workers; [`WindowState::observe`] keeps
+//! per-IP sliding windows and runs in one sequential stage in input order;
+//! [`ThreatEngine::combine`] merges the two into the final [`Assessment`].
+
+mod intel;
+mod matcher;
+mod rules;
+mod window;
+
+use std::fmt;
+use std::net::IpAddr;
+use std::path::PathBuf;
+
+use serde::Deserialize;
+
+use intel::IntelList;
+use matcher::KeyScanner;
+use rules::{Rule, Rules};
+
+pub use window::{WindowFindings, WindowState};
+
+/// The `[threat]` section of the seclake config file.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ThreatConfig {
+    /// A rules file merged over (or, with `replace_defaults = true`, replacing)
+    /// the shipped rules; `None` uses the shipped rules as they are.
+    pub rules: Option<PathBuf>,
+    /// IP intel lists; an IP on a list fires the rule `intel.<name>`.
+    #[serde(default)]
+    pub intel: Vec<IntelListConfig>,
+}
+
+/// One IP intel list: a file of IPs, CIDRs or ranges (FireHOL, Spamhaus DROP).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IntelListConfig {
+    /// Rule name suffix: a hit fires `intel.<name>` (ASCII letters, digits, `_`, `-`).
+    pub name: String,
+    /// The list file.
+    pub path: PathBuf,
+    /// Points for a hit (0..=100); `None` takes `intel.default_points` from the rules.
+    pub points: Option<u8>,
+}
+
+/// Why threat rules or intel lists could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum ThreatError {
+    /// A rules or intel file could not be read.
+    #[error("reading {}: {source}", path.display())]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The underlying error.
+        source: std::io::Error,
+    },
+    /// A rules file is not valid TOML.
+    #[error("rules file {file}: {source}")]
+    RulesSyntax {
+        /// The file (or the built-in defaults).
+        file: String,
+        /// The parse error, with line and column.
+        source: Box<toml::de::Error>,
+    },
+    /// A rules file key has a wrong value, is missing or is unknown.
+    #[error("rules file {file}: key `{key}`: {problem}")]
+    Rule {
+        /// The file (or the built-in defaults).
+        file: String,
+        /// The dotted key path, e.g. `waf.action.block`.
+        key: String,
+        /// What is wrong with it.
+        problem: String,
+    },
+    /// An intel list entry in the `[threat]` config is invalid.
+    #[error("threat.intel[{index}] ({name:?}): {problem}")]
+    IntelConfig {
+        /// Position in the `intel` array.
+        index: usize,
+        /// The list's configured name.
+        name: String,
+        /// What is wrong with it.
+        problem: String,
+    },
+    /// A line of an intel list file is not an IP, CIDR or range.
+    #[error("intel list `{list}` ({}) line {line}: {problem}", path.display())]
+    IntelLine {
+        /// The list's name.
+        list: String,
+        /// The list file.
+        path: PathBuf,
+        /// 1-based line number.
+        line: usize,
+        /// What is wrong with it.
+        problem: String,
+    },
+}
+
+/// Which kind of log an event came from.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub enum Source {
+    /// AWS WAF logs.
+    #[default]
+    Waf,
+    /// Falco alerts.
+    Falco,
+    /// Application access logs (the only source scanned for leaked keys).
+    App,
+}
+
+/// Everything the stateless rules look at, borrowed from the parsed record.
+/// `Default` is an empty WAF event, which scores 0.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Signals<'a> {
+    /// The log the event came from.
+    pub source: Source,
+    /// The client address, matched against intel lists.
+    pub client_ip: Option<IpAddr>,
+    /// WAF final action, e.g. `BLOCK` (case-insensitive).
+    pub waf_action: Option<&'a str>,
+    /// WAF terminating rule id, searched for managed group names.
+    pub terminating_rule_id: Option<&'a str>,
+    /// WAF terminating rule type; `RATE_BASED` counts as a rate-based hit.
+    pub terminating_rule_type: Option<&'a str>,
+    /// `ruleGroupId`s of the rule groups that matched, e.g. `AWS#AWSManagedRulesSQLiRuleSet`.
+    pub rule_groups: &'a [&'a str],
+    /// WAF labels, e.g. `awswaf:managed:aws:sql-database:SQLi_QueryArguments`.
+    pub labels: &'a [&'a str],
+    /// A rate-based rule matched.
+    pub rate_based_hit: bool,
+    /// The HTTP `User-Agent`.
+    pub user_agent: Option<&'a str>,
+    /// Falco priority, e.g. `Critical` (case-insensitive).
+    pub falco_priority: Option<&'a str>,
+    /// Falco rule tags, e.g. `mitre_privilege_escalation`.
+    pub falco_tags: &'a [&'a str],
+    /// HTTP status returned (app logs).
+    pub status: Option<u16>,
+    /// The raw app record, scanned for leaked AWS access key ids (app only).
+    pub text: &'a [u8],
+}
+
+/// Severity bucket of a score; ordered `Low < Medium < High < Critical`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum ThreatLevel {
+    /// Below the `levels.medium` score.
+    #[default]
+    Low,
+    /// At least `levels.medium`.
+    Medium,
+    /// At least `levels.high`.
+    High,
+    /// At least `levels.critical`, or forced by a rule's `min_level`.
+    Critical,
+}
+
+impl ThreatLevel {
+    /// Lower-case name: `"low"`, `"medium"`, `"high"` or `"critical"`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ThreatLevel::Low => "low",
+            ThreatLevel::Medium => "medium",
+            ThreatLevel::High => "high",
+            ThreatLevel::Critical => "critical",
+        }
+    }
+
+    fn from_name(name: &str) -> Option<ThreatLevel> {
+        [
+            ThreatLevel::Low,
+            ThreatLevel::Medium,
+            ThreatLevel::High,
+            ThreatLevel::Critical,
+        ]
+        .into_iter()
+        .find(|l| l.as_str() == name)
+    }
+}
+
+impl fmt::Display for ThreatLevel {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One fired rule: its id (the rules-file key path, e.g. `waf.group.sqli`)
+/// and the points it gave. Displays as `waf.group.sqli +25`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Reason {
+    /// Rule id; interned for the life of the process.
+    pub rule: &'static str,
+    /// Points added to the score.
+    pub points: u8,
+}
+
+impl fmt::Display for Reason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} +{}", self.rule, self.points)
+    }
+}
+
+/// A score (0..=100), its level and the reasons, in rule order.
+/// A benign event's assessment holds an empty, unallocated `reasons`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Assessment {
+    /// Sum of the reasons' points, capped at 100.
+    pub score: u8,
+    /// Level of the score, raised to any fired rule's `min_level`.
+    pub level: ThreatLevel,
+    /// Fired rules in evaluation order.
+    pub reasons: Vec<Reason>,
+}
+
+/// Compiled rules and intel lists; `Send + Sync`, built once and shared.
+#[derive(Debug)]
+pub struct ThreatEngine {
+    rules: Rules,
+    intel: Vec<IntelList>,
+    keys: KeyScanner,
+}
+
+impl ThreatEngine {
+    /// Loads the rules (shipped defaults merged with `cfg.rules`) and intel lists.
+    pub fn from_config(cfg: &ThreatConfig) -> Result<ThreatEngine, ThreatError> {
+        let rules = match &cfg.rules {
+            None => rules::load(None)?,
+            Some(path) => {
+                let text = std::fs::read_to_string(path).map_err(|source| ThreatError::Io {
+                    path: path.clone(),
+                    source,
+                })?;
+                rules::load(Some((path, &text)))?
+            }
+        };
+        let intel = load_intel(&cfg.intel, &rules)?;
+        Ok(ThreatEngine {
+            rules,
+            intel,
+            keys: KeyScanner::new(),
+        })
+    }
+
+    /// The shipped rules with no intel lists.
+    pub fn defaults() -> ThreatEngine {
+        ThreatEngine {
+            rules: rules::shipped(),
+            intel: Vec::new(),
+            keys: KeyScanner::new(),
+        }
+    }
+
+    /// Scores one event with the stateless rules (everything but the windows).
+    pub fn assess(&self, s: &Signals<'_>) -> Assessment {
+        let r = &self.rules;
+        let mut acc = Acc::default();
+
+        if let Some(action) = s.waf_action
+            && let Some((_, rule)) = r
+                .waf_actions
+                .iter()
+                .find(|(name, _)| name.eq_ignore_ascii_case(action))
+        {
+            acc.fire(rule);
+        }
+        for m in &r.waf_groups {
+            if group_matches(&m.patterns, s.rule_groups, s.terminating_rule_id) {
+                acc.fire(&m.rule);
+            }
+        }
+        for m in &r.waf_labels {
+            let hit = s
+                .labels
+                .iter()
+                .any(|l| m.patterns.iter().any(|p| l.contains(p.as_str())));
+            if hit {
+                acc.fire(&m.rule);
+            }
+        }
+        let rate_based = s.rate_based_hit
+            || s.terminating_rule_type
+                .is_some_and(|t| t.eq_ignore_ascii_case("RATE_BASED"));
+        if rate_based && let Some(rule) = &r.waf_rate_based {
+            acc.fire(rule);
+        }
+
+        if let Some(ua) = s.user_agent {
+            for (rule, m) in &r.ua {
+                if m.is_match(ua.as_bytes()) {
+                    acc.fire(rule);
+                }
+            }
+        }
+
+        if let Some(p) = s.falco_priority {
+            let p = if p.eq_ignore_ascii_case("info") {
+                "informational"
+            } else {
+                p
+            };
+            if let Some((_, rule)) = r
+                .falco_priority
+                .iter()
+                .find(|(name, _)| name.eq_ignore_ascii_case(p))
+            {
+                acc.fire(rule);
+            }
+        }
+        if !s.falco_tags.is_empty() {
+            for (tag, rule) in &r.falco_tags {
+                if s.falco_tags.iter().any(|t| t.eq_ignore_ascii_case(tag)) {
+                    acc.fire(rule);
+                }
+            }
+        }
+
+        if let Some(ip) = s.client_ip
+            && !self.intel.is_empty()
+        {
+            let ip = ip.to_canonical();
+            for list in &self.intel {
+                if list.contains(ip) {
+                    acc.fire(&list.rule);
+                }
+            }
+        }
+
+        if s.source == Source::App {
+            if let Some(status) = s.status
+                && let Some((_, rule)) = r.app_status.iter().find(|(code, _)| *code == status)
+            {
+                acc.fire(rule);
+            }
+            if let Some(rule) = &r.app_leaked_key
+                && self.keys.contains_key(s.text)
+            {
+                acc.fire(rule);
+            }
+        }
+
+        acc.finish(self)
+    }
+
+    /// A fresh, empty per-IP window state using the rules' `[window]` settings.
+    pub fn windows(&self) -> WindowState {
+        WindowState::new(self.rules.window.clone())
+    }
+
+    /// The level of a score by the rules' `[levels]` thresholds.
+    pub fn level_for(&self, score: u8) -> ThreatLevel {
+        let l = &self.rules.levels;
+        if score >= l.critical {
+            ThreatLevel::Critical
+        } else if score >= l.high {
+            ThreatLevel::High
+        } else if score >= l.medium {
+            ThreatLevel::Medium
+        } else {
+            ThreatLevel::Low
+        }
+    }
+
+    /// Adds an event's window findings to its stateless assessment: points
+    /// (capped at 100), level and reasons (window reasons last).
+    pub fn combine(&self, mut assessment: Assessment, findings: &WindowFindings) -> Assessment {
+        if findings.is_empty() {
+            return assessment;
+        }
+        let sum = u16::from(assessment.score) + u16::from(findings.points());
+        assessment.score = sum.min(100) as u8;
+        assessment.level = assessment
+            .level
+            .max(findings.min_level())
+            .max(self.level_for(assessment.score));
+        assessment.reasons.extend_from_slice(findings.reasons());
+        assessment
+    }
+
+    /// Number of loaded intel lists.
+    pub fn intel_lists(&self) -> usize {
+        self.intel.len()
+    }
+}
+
+/// Accumulates fired rules; allocates only when the first rule fires.
+#[derive(Default)]
+struct Acc {
+    sum: u16,
+    min_level: ThreatLevel,
+    reasons: Vec<Reason>,
+}
+
+impl Acc {
+    fn fire(&mut self, rule: &Rule) {
+        self.sum = self.sum.saturating_add(u16::from(rule.points));
+        self.min_level = self.min_level.max(rule.min_level);
+        self.reasons.push(Reason {
+            rule: rule.id,
+            points: rule.points,
+        });
+    }
+
+    fn finish(self, engine: &ThreatEngine) -> Assessment {
+        let score = self.sum.min(100) as u8;
+        Assessment {
+            score,
+            level: engine.level_for(score).max(self.min_level),
+            reasons: self.reasons,
+        }
+    }
+}
+
+/// A group name matches a `#`-separated segment of a ruleGroupId
+/// (`AWS#AWSManagedRulesSQLiRuleSet#Version_2.0`) or a substring of the
+/// terminating rule id (`AWS-AWSManagedRulesSQLiRuleSet`).
+fn group_matches(names: &[String], groups: &[&str], terminating: Option<&str>) -> bool {
+    groups
+        .iter()
+        .any(|g| g.split('#').any(|seg| names.iter().any(|n| n == seg)))
+        || terminating.is_some_and(|t| names.iter().any(|n| t.contains(n.as_str())))
+}
+
+fn load_intel(lists: &[IntelListConfig], rules: &Rules) -> Result<Vec<IntelList>, ThreatError> {
+    let mut out: Vec<IntelList> = Vec::with_capacity(lists.len());
+    for (index, cfg) in lists.iter().enumerate() {
+        let bad = |problem: String| ThreatError::IntelConfig {
+            index,
+            name: cfg.name.clone(),
+            problem,
+        };
+        if !rules::is_rule_name(&cfg.name) {
+            return Err(bad(
+                "name must be non-empty ASCII letters, digits, `_` or `-`".into(),
+            ));
+        }
+        if lists[..index].iter().any(|l| l.name == cfg.name) {
+            return Err(bad("name is used by an earlier list".into()));
+        }
+        let points = cfg.points.unwrap_or(rules.intel_default_points);
+        if points > 100 {
+            return Err(bad(format!("points must be 0..=100, got {points}")));
+        }
+        let rule = Rule {
+            id: rules::intern(&format!("intel.{}", cfg.name)),
+            points,
+            min_level: ThreatLevel::Low,
+        };
+        let list = IntelList::load(&cfg.name, &cfg.path, rule)?;
+        tracing::info!(
+            list = %cfg.name,
+            path = %cfg.path.display(),
+            entries = list.entries(),
+            ranges = list.ranges(),
+            "loaded threat intel list"
+        );
+        if list.ranges() == 0 {
+            tracing::warn!(list = %cfg.name, path = %cfg.path.display(), "threat intel list is empty");
+        }
+        // Loaded even with 0 points so that a broken file is still reported.
+        if rule.points > 0 {
+            out.push(list);
+        }
+    }
+    Ok(out)
+}

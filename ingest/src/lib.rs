@@ -1,0 +1,148 @@
+//! Sources for seclake and the types every stage meets.
+//!
+//! A source reads raw records of one [`Format`], groups them into a [`Batch`] and
+//! hands it to the pipeline. Each batch carries an [`Ack`]: the pipeline gives a
+//! clone to every sink that receives any of the batch's records, and each sink
+//! drops its clone only once the records are durable (or durably diverted to the
+//! dead-letter output). When the last clone is gone the source's [`AckWaiter`]
+//! resolves, and only then may the source commit the batch's offsets.
+
+mod ack;
+pub mod file;
+mod position;
+
+pub use ack::{Ack, AckStatus, AckWaiter};
+pub use position::Position;
+
+use std::fmt;
+use std::ops::Range;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+
+/// The log formats seclake understands; each source delivers exactly one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Format {
+    /// AWS WAF v2 web ACL traffic logs, one JSON object per record.
+    Waf,
+    /// Falco alerts: Falco's JSON output or falcosidekick payloads.
+    Falco,
+    /// The commerce API's JSON access log.
+    App,
+}
+
+impl Format {
+    /// Every format, in a fixed order (used for per-source counters and partitions).
+    pub const ALL: [Format; 3] = [Format::Waf, Format::Falco, Format::App];
+
+    /// The lowercase name used in config, partitions and the `source` column.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Format::Waf => "waf",
+            Format::Falco => "falco",
+            Format::App => "app",
+        }
+    }
+}
+
+impl fmt::Display for Format {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One raw record inside a [`Batch`]'s buffer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Record {
+    /// Byte range of the record in [`Batch::data`].
+    pub start: u32,
+    /// End of the byte range (exclusive).
+    pub end: u32,
+    /// Source-specific sequence: the 1-based line number for files and stdin.
+    pub seq: u64,
+    /// The record was longer than the source's limit and holds only its first bytes.
+    pub truncated: bool,
+}
+
+impl Record {
+    fn range(&self) -> Range<usize> {
+        self.start as usize..self.end as usize
+    }
+}
+
+/// Raw records of one format from one origin, sharing one buffer and one [`Ack`].
+#[derive(Debug)]
+pub struct Batch {
+    /// The format every record in the batch is in.
+    pub format: Format,
+    /// Where the records came from, e.g. a file path or `stdin`.
+    pub origin: Arc<str>,
+    /// The bytes the records point into.
+    pub data: Bytes,
+    /// The records, in source order.
+    pub records: Vec<Record>,
+    /// Completes when every sink has made the batch durable.
+    pub ack: Ack,
+}
+
+impl Batch {
+    /// Number of records in the batch.
+    pub fn len(&self) -> usize {
+        self.records.len()
+    }
+
+    /// True when the batch holds no record.
+    pub fn is_empty(&self) -> bool {
+        self.records.is_empty()
+    }
+
+    /// Raw bytes of record `i`.
+    pub fn record(&self, i: usize) -> &[u8] {
+        &self.data[self.records[i].range()]
+    }
+
+    /// Where record `i` came from.
+    pub fn position(&self, i: usize) -> Position {
+        Position::Line {
+            origin: Arc::clone(&self.origin),
+            line: self.records[i].seq,
+        }
+    }
+
+    /// Iterates over `(raw bytes, record)` pairs in source order.
+    pub fn iter(&self) -> impl Iterator<Item = (&[u8], &Record)> {
+        self.records.iter().map(|r| (&self.data[r.range()], r))
+    }
+}
+
+/// Errors a source reports; each names the input it was reading.
+#[derive(Debug, thiserror::Error)]
+pub enum SourceError {
+    /// The configured path or glob matched nothing.
+    #[error("no file matches {pattern:?}")]
+    NoMatch {
+        /// The configured path or glob.
+        pattern: String,
+    },
+    /// The glob pattern itself is malformed.
+    #[error("invalid glob {pattern:?}: {source}")]
+    BadGlob {
+        /// The configured pattern.
+        pattern: String,
+        /// What is wrong with it.
+        source: glob::PatternError,
+    },
+    /// Reading an input failed.
+    #[error("reading {origin}: {source}")]
+    Io {
+        /// The file (or `stdin`) being read.
+        origin: String,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The pipeline stopped taking batches (it is shutting down).
+    #[error("pipeline closed")]
+    Closed,
+}

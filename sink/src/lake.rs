@@ -1,0 +1,410 @@
+//! The Parquet data lake: Hive partitions by source and event hour.
+//!
+//! Layout: `<root>/source=<src>/dt=YYYY-MM-DD/hour=HH/part-<uuid v7>.parquet`,
+//! by event time in UTC. The partition keys are in the path, not in the files,
+//! as Athena, Spark, DuckDB and DataFusion expect. One file is open per
+//! partition; it is rolled by size or age. Objects are streamed with
+//! `object_store`'s multipart upload (a staging file renamed into place on a
+//! local disk), which completes only when the file is closed, so readers never
+//! see a half-written file.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use arrow::array::{Array, AsArray, RecordBatch, UInt32Array};
+use arrow::compute::take_record_batch;
+use arrow::datatypes::{SchemaRef, TimestampMicrosecondType};
+use object_store::buffered::BufWriter;
+use object_store::path::Path;
+use parquet::arrow::AsyncArrowWriter;
+use parquet::basic::{Compression, ZstdLevel};
+use parquet::file::properties::{EnabledStatistics, WriterProperties};
+use parquet::schema::types::ColumnPath;
+use seclake_enrich::schema::{column_index, event_schema};
+use seclake_ingest::{Ack, Format};
+use serde::Deserialize;
+
+use crate::store::{Location, S3Options};
+use crate::SinkError;
+
+/// `[lake]`: where and how events are written.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LakeConfig {
+    /// `file:///absolute/path` or `s3://bucket/prefix`.
+    pub url: String,
+    /// S3 endpoint override (moto, MinIO); standard AWS chain otherwise.
+    pub endpoint: Option<String>,
+    /// S3 region override.
+    pub region: Option<String>,
+    /// Roll a file once it reaches this many bytes (default 128 MiB).
+    #[serde(default = "default_max_file_bytes")]
+    pub max_file_bytes: u64,
+    /// Roll a file this many seconds after it was opened (default 60).
+    #[serde(default = "default_max_file_age_secs")]
+    pub max_file_age_secs: u64,
+    /// Rows per Parquet row group (default 131072).
+    #[serde(default = "default_row_group_rows")]
+    pub row_group_rows: usize,
+    /// zstd level, 1–22 (default 3).
+    #[serde(default = "default_zstd_level")]
+    pub zstd_level: i32,
+    /// Most files open at once (default 16); beyond it the least recently
+    /// written file is committed. Bounds memory when events arrive out of order.
+    #[serde(default = "default_max_open_files")]
+    pub max_open_files: usize,
+}
+
+fn default_max_file_bytes() -> u64 {
+    128 << 20
+}
+fn default_max_file_age_secs() -> u64 {
+    60
+}
+fn default_row_group_rows() -> usize {
+    128 * 1024
+}
+fn default_zstd_level() -> i32 {
+    3
+}
+fn default_max_open_files() -> usize {
+    16
+}
+
+impl LakeConfig {
+    /// A config with defaults for everything but the URL.
+    pub fn new(url: impl Into<String>) -> LakeConfig {
+        LakeConfig {
+            url: url.into(),
+            endpoint: None,
+            region: None,
+            max_file_bytes: default_max_file_bytes(),
+            max_file_age_secs: default_max_file_age_secs(),
+            row_group_rows: default_row_group_rows(),
+            zstd_level: default_zstd_level(),
+            max_open_files: default_max_open_files(),
+        }
+    }
+}
+
+/// What the lake has written so far.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct LakeStats {
+    /// Rows in committed files.
+    pub rows: u64,
+    /// Committed files.
+    pub files: u64,
+    /// Bytes in committed files.
+    pub bytes: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+struct PartitionKey {
+    source: Format,
+    /// Hours since the Unix epoch.
+    hour: i64,
+}
+
+struct OpenFile {
+    path: Path,
+    writer: AsyncArrowWriter<BufWriter>,
+    rows: u64,
+    opened: Instant,
+    /// Value of the writer's write counter at the last append, for LRU closing.
+    last_write: u64,
+    /// Held until the file is committed; dropping them acknowledges the batches.
+    acks: Vec<Ack>,
+}
+
+/// Writes event batches into the partitioned lake.
+pub struct LakeWriter {
+    location: Location,
+    props: WriterProperties,
+    file_schema: SchemaRef,
+    /// Columns written to files: all but the partition column `source`.
+    file_columns: Vec<usize>,
+    /// Position of `ts` in the file schema.
+    ts_column: usize,
+    max_file_bytes: u64,
+    max_age: Duration,
+    max_open_files: usize,
+    open: HashMap<PartitionKey, OpenFile>,
+    /// Newest event hour seen per source: files two hours older are done.
+    newest_hour: HashMap<Format, i64>,
+    writes: u64,
+    stats: LakeStats,
+}
+
+impl LakeWriter {
+    /// Opens the lake's store and checks it is reachable.
+    pub async fn open(cfg: &LakeConfig) -> Result<LakeWriter, SinkError> {
+        let s3 = S3Options {
+            endpoint: cfg.endpoint.clone(),
+            region: cfg.region.clone(),
+        };
+        let location = Location::open("lake.url", &cfg.url, &s3)?;
+        crate::check_reachable(&location, "lake.url").await?;
+        let level = ZstdLevel::try_new(cfg.zstd_level).map_err(|e| SinkError::Config {
+            key: "lake.zstd_level",
+            why: e.to_string(),
+        })?;
+        if cfg.row_group_rows == 0 {
+            return Err(SinkError::Config {
+                key: "lake.row_group_rows",
+                why: "must be at least 1".into(),
+            });
+        }
+        let props = WriterProperties::builder()
+            .set_compression(Compression::ZSTD(level))
+            .set_statistics_enabled(EnabledStatistics::Page)
+            .set_max_row_group_row_count(Some(cfg.row_group_rows))
+            .set_column_dictionary_enabled(ColumnPath::from("event_id"), false)
+            .set_created_by(format!("seclake {}", env!("CARGO_PKG_VERSION")))
+            .build();
+        let schema = event_schema();
+        let source = column_index("source").ok_or(SinkError::Schema("no source column"))?;
+        let file_columns: Vec<usize> = (0..schema.fields().len()).filter(|i| *i != source).collect();
+        let file_schema = Arc::new(schema.project(&file_columns).map_err(SinkError::Arrow)?);
+        Ok(LakeWriter {
+            location,
+            props,
+            file_columns,
+            ts_column: file_schema
+                .index_of("ts")
+                .map_err(|_| SinkError::Schema("no ts column"))?,
+            file_schema,
+            max_file_bytes: cfg.max_file_bytes,
+            max_age: Duration::from_secs(cfg.max_file_age_secs),
+            max_open_files: cfg.max_open_files.max(1),
+            open: HashMap::new(),
+            newest_hour: HashMap::new(),
+            writes: 0,
+            stats: LakeStats::default(),
+        })
+    }
+
+    /// Appends `batch` (events of one source, in the event schema) to the
+    /// files of the partitions its rows fall in. `ack` is held by every file
+    /// that takes a row until that file is committed.
+    pub async fn write(
+        &mut self,
+        source: Format,
+        batch: &RecordBatch,
+        ack: &Ack,
+    ) -> Result<(), SinkError> {
+        if batch.num_rows() == 0 {
+            return Ok(());
+        }
+        let batch = batch.project(&self.file_columns).map_err(SinkError::Arrow)?;
+        for (hour, part) in split_by_hour(&batch, self.ts_column)? {
+            let key = PartitionKey { source, hour };
+            self.append(key, &part, ack).await?;
+            let newest = self.newest_hour.entry(source).or_insert(hour);
+            *newest = (*newest).max(hour);
+        }
+        self.close_finished(source).await
+    }
+
+    /// Commits files of hours the source has left behind (event time more than
+    /// an hour older than its newest event), then the least recently written
+    /// files while more than `max_open_files` are open. Late events reopen a
+    /// new file in their partition.
+    async fn close_finished(&mut self, source: Format) -> Result<(), SinkError> {
+        let newest = self.newest_hour.get(&source).copied().unwrap_or(i64::MIN);
+        let mut done: Vec<PartitionKey> = self
+            .open
+            .keys()
+            .filter(|k| k.source == source && k.hour < newest - 1)
+            .copied()
+            .collect();
+        let excess = (self.open.len() - done.len()).saturating_sub(self.max_open_files);
+        if excess > 0 {
+            let mut by_age: Vec<(u64, PartitionKey)> = self
+                .open
+                .iter()
+                .filter(|(k, _)| !done.contains(k))
+                .map(|(k, f)| (f.last_write, *k))
+                .collect();
+            by_age.sort_unstable_by_key(|(w, _)| *w);
+            done.extend(by_age.into_iter().take(excess).map(|(_, k)| k));
+        }
+        for key in done {
+            self.commit(key).await?;
+        }
+        Ok(())
+    }
+
+    async fn append(
+        &mut self,
+        key: PartitionKey,
+        part: &RecordBatch,
+        ack: &Ack,
+    ) -> Result<(), SinkError> {
+        if !self.open.contains_key(&key) {
+            let file = self.create(key)?;
+            self.open.insert(key, file);
+        }
+        let Some(file) = self.open.get_mut(&key) else {
+            return Ok(());
+        };
+        file.acks.push(ack.clone());
+        if let Err(e) = file.writer.write(part).await {
+            let path = file.path.to_string();
+            if let Some(file) = self.open.remove(&key) {
+                fail(file.acks);
+            }
+            return Err(SinkError::Parquet { path, source: e });
+        }
+        file.rows += part.num_rows() as u64;
+        self.writes += 1;
+        file.last_write = self.writes;
+        let size = (file.writer.bytes_written() + file.writer.in_progress_size()) as u64;
+        if size >= self.max_file_bytes {
+            self.commit(key).await?;
+        }
+        Ok(())
+    }
+
+    fn create(&self, key: PartitionKey) -> Result<OpenFile, SinkError> {
+        let start = chrono::DateTime::from_timestamp(key.hour * 3600, 0)
+            .ok_or(SinkError::Schema("event time out of range"))?;
+        let relative = format!(
+            "source={}/dt={}/hour={}/part-{}.parquet",
+            key.source,
+            start.format("%Y-%m-%d"),
+            start.format("%H"),
+            uuid::Uuid::now_v7().simple()
+        );
+        let path = self.location.child(&relative);
+        let upload = BufWriter::new(Arc::clone(&self.location.store), path.clone());
+        let writer = AsyncArrowWriter::try_new(
+            upload,
+            Arc::clone(&self.file_schema),
+            Some(self.props.clone()),
+        )
+        .map_err(|source| SinkError::Parquet {
+            path: path.to_string(),
+            source,
+        })?;
+        Ok(OpenFile {
+            path,
+            writer,
+            rows: 0,
+            opened: Instant::now(),
+            last_write: 0,
+            acks: Vec::new(),
+        })
+    }
+
+    async fn commit(&mut self, key: PartitionKey) -> Result<(), SinkError> {
+        let Some(file) = self.open.remove(&key) else {
+            return Ok(());
+        };
+        let OpenFile {
+            path,
+            mut writer,
+            rows,
+            acks,
+            ..
+        } = file;
+        match writer.finish().await {
+            Ok(_) => {
+                let size = writer.bytes_written() as u64;
+                self.stats.rows += rows;
+                self.stats.files += 1;
+                self.stats.bytes += size;
+                tracing::debug!(%path, rows, size, "lake file committed");
+                drop(acks);
+                Ok(())
+            }
+            Err(source) => {
+                fail(acks);
+                Err(SinkError::Parquet {
+                    path: path.to_string(),
+                    source,
+                })
+            }
+        }
+    }
+
+    /// Commits every file older than the configured age; returns how many.
+    pub async fn roll_due(&mut self) -> Result<usize, SinkError> {
+        let due: Vec<PartitionKey> = self
+            .open
+            .iter()
+            .filter(|(_, f)| f.opened.elapsed() >= self.max_age)
+            .map(|(k, _)| *k)
+            .collect();
+        for key in &due {
+            self.commit(*key).await?;
+        }
+        Ok(due.len())
+    }
+
+    /// Commits every open file (shutdown, end of input).
+    pub async fn close_all(&mut self) -> Result<(), SinkError> {
+        let mut keys: Vec<PartitionKey> = self.open.keys().copied().collect();
+        keys.sort_by_key(|k| (k.source.as_str(), k.hour));
+        let mut first_error = None;
+        for key in keys {
+            if let Err(e) = self.commit(key).await {
+                first_error.get_or_insert(e);
+            }
+        }
+        first_error.map_or(Ok(()), Err)
+    }
+
+    /// Rows, files and bytes committed so far.
+    pub fn stats(&self) -> LakeStats {
+        self.stats
+    }
+
+    /// Number of files currently open.
+    pub fn open_files(&self) -> usize {
+        self.open.len()
+    }
+
+    /// The schema of the Parquet files (the event schema without `source`).
+    pub fn file_schema(&self) -> SchemaRef {
+        Arc::clone(&self.file_schema)
+    }
+}
+
+fn fail(acks: Vec<Ack>) {
+    for ack in acks {
+        ack.fail();
+    }
+}
+
+/// Splits a batch into one part per event hour, in order of first appearance.
+/// Batches from one source usually cover one hour, which costs one scan.
+fn split_by_hour(
+    batch: &RecordBatch,
+    ts_column: usize,
+) -> Result<Vec<(i64, RecordBatch)>, SinkError> {
+    const HOUR_US: i64 = 3_600_000_000;
+    let ts = batch
+        .column(ts_column)
+        .as_primitive_opt::<TimestampMicrosecondType>()
+        .ok_or(SinkError::Schema("ts is not a microsecond timestamp"))?;
+    let hours = ts.values().iter().map(|t| t.div_euclid(HOUR_US));
+    let first = ts.value(0).div_euclid(HOUR_US);
+    if ts.null_count() == 0 && hours.clone().all(|h| h == first) {
+        return Ok(vec![(first, batch.clone())]);
+    }
+    let mut groups: Vec<(i64, Vec<u32>)> = Vec::new();
+    for (i, h) in hours.enumerate() {
+        match groups.iter_mut().find(|(g, _)| *g == h) {
+            Some((_, rows)) => rows.push(i as u32),
+            None => groups.push((h, vec![i as u32])),
+        }
+    }
+    groups
+        .into_iter()
+        .map(|(h, rows)| {
+            let part = take_record_batch(batch, &UInt32Array::from(rows)).map_err(SinkError::Arrow)?;
+            Ok((h, part))
+        })
+        .collect()
+}

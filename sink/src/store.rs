@@ -1,0 +1,110 @@
+//! Object stores from URLs: `file:///abs/path` or `s3://bucket/prefix`.
+
+use std::sync::Arc;
+
+use object_store::ObjectStore;
+use object_store::aws::AmazonS3Builder;
+use object_store::local::LocalFileSystem;
+use object_store::path::Path;
+use url::Url;
+
+use crate::SinkError;
+
+/// Where a sink writes: a store and the prefix inside it.
+#[derive(Debug, Clone)]
+pub struct Location {
+    /// The object store.
+    pub store: Arc<dyn ObjectStore>,
+    /// The prefix every object goes under (empty for a store rooted at the prefix).
+    pub prefix: Path,
+    /// The URL it was opened from, for messages.
+    pub url: String,
+}
+
+/// S3 settings beside the URL; credentials come from the standard AWS chain
+/// (environment, profile, web identity, instance metadata).
+#[derive(Debug, Clone, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct S3Options {
+    /// A custom endpoint (MinIO, moto, LocalStack), e.g. `http://127.0.0.1:5000`.
+    pub endpoint: Option<String>,
+    /// The bucket's region; default from `AWS_REGION` / `AWS_DEFAULT_REGION`.
+    pub region: Option<String>,
+}
+
+/// Checks that `url` is a usable `file://` or `s3://` URL without touching it.
+pub fn check_url(key: &'static str, url: &str) -> Result<(), SinkError> {
+    let bad = |why: String| SinkError::Config { key, why };
+    let parsed = Url::parse(url).map_err(|e| bad(format!("{url:?} is not a URL: {e}")))?;
+    match parsed.scheme() {
+        "file" => parsed
+            .to_file_path()
+            .map(|_| ())
+            .map_err(|()| bad(format!("{url:?} is not an absolute file:// path"))),
+        "s3" if parsed.host_str().is_some_and(|b| !b.is_empty()) => Ok(()),
+        "s3" => Err(bad(format!("{url:?} names no bucket"))),
+        other => Err(bad(format!(
+            "unsupported scheme {other:?} in {url:?}: use file:///absolute/path or s3://bucket/prefix"
+        ))),
+    }
+}
+
+impl Location {
+    /// Opens the store a `file://` or `s3://` URL names. A local directory is
+    /// created when missing. `key` names the config key in errors.
+    pub fn open(key: &'static str, url: &str, s3: &S3Options) -> Result<Location, SinkError> {
+        let bad = |why: String| SinkError::Config { key, why };
+        check_url(key, url)?;
+        let parsed = Url::parse(url).map_err(|e| bad(format!("{url:?} is not a URL: {e}")))?;
+        match parsed.scheme() {
+            "file" => {
+                let dir = parsed
+                    .to_file_path()
+                    .map_err(|()| bad(format!("{url:?} is not an absolute file:// path")))?;
+                std::fs::create_dir_all(&dir)
+                    .map_err(|e| bad(format!("cannot create {}: {e}", dir.display())))?;
+                let store = LocalFileSystem::new_with_prefix(&dir)
+                    .map_err(|e| bad(format!("cannot open {}: {e}", dir.display())))?;
+                Ok(Location {
+                    store: Arc::new(store),
+                    prefix: Path::default(),
+                    url: url.to_owned(),
+                })
+            }
+            "s3" => {
+                let bucket = parsed
+                    .host_str()
+                    .filter(|b| !b.is_empty())
+                    .ok_or_else(|| bad(format!("{url:?} names no bucket")))?;
+                let mut builder = AmazonS3Builder::from_env().with_bucket_name(bucket);
+                if let Some(endpoint) = &s3.endpoint {
+                    builder = builder
+                        .with_endpoint(endpoint)
+                        .with_allow_http(endpoint.starts_with("http://"))
+                        .with_virtual_hosted_style_request(false);
+                }
+                if let Some(region) = &s3.region {
+                    builder = builder.with_region(region);
+                }
+                let store = builder
+                    .build()
+                    .map_err(|e| bad(format!("cannot open {url:?}: {e}")))?;
+                Ok(Location {
+                    store: Arc::new(store),
+                    prefix: Path::from(parsed.path().trim_matches('/')),
+                    url: url.to_owned(),
+                })
+            }
+            other => Err(bad(format!("unsupported scheme {other:?}"))),
+        }
+    }
+
+    /// The full object path of `relative` under the prefix.
+    pub fn child(&self, relative: &str) -> Path {
+        if self.prefix.as_ref().is_empty() {
+            Path::from(relative)
+        } else {
+            Path::from(format!("{}/{relative}", self.prefix))
+        }
+    }
+}

@@ -1,0 +1,325 @@
+//! The seclake TOML config: one section per component, each owned by the
+//! crate that uses it. `${VAR}` and `${VAR:-default}` in string values expand
+//! from the environment.
+
+use std::net::SocketAddr;
+use std::path::Path;
+
+use seclake_enrich::geoip::GeoIpConfig;
+use seclake_enrich::threat::ThreatConfig;
+use seclake_ingest::Format;
+use seclake_ingest::file::{FileConfig, StdinConfig};
+use seclake_sink::{DeadLetterConfig, LakeConfig};
+use serde::Deserialize;
+
+/// The whole config file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// `[[source]]` entries: where records come from.
+    #[serde(rename = "source", default)]
+    pub sources: Vec<SourceConfig>,
+    /// `[geoip]`: databases for country, city and ASN.
+    #[serde(default)]
+    pub geoip: GeoIpConfig,
+    /// `[threat]`: scoring rules and IP intel lists.
+    #[serde(default)]
+    pub threat: ThreatConfig,
+    /// `[lake]`: the Parquet lake.
+    pub lake: LakeConfig,
+    /// `[dlq]`: the dead-letter output.
+    pub dlq: DeadLetterConfig,
+    /// `[metrics]`: the Prometheus and health endpoint.
+    #[serde(default)]
+    pub metrics: MetricsConfig,
+    /// `[pipeline]`: worker threads and queue sizes.
+    #[serde(default)]
+    pub pipeline: PipelineConfig,
+}
+
+/// One `[[source]]`, chosen by its `type`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(tag = "type", rename_all = "lowercase")]
+pub enum SourceConfig {
+    /// NDJSON files or a glob, plain or `.gz`.
+    File(FileConfig),
+    /// NDJSON on standard input.
+    Stdin(StdinConfig),
+}
+
+impl SourceConfig {
+    /// The format the source's records are in.
+    pub fn format(&self) -> Format {
+        match self {
+            SourceConfig::File(f) => f.format,
+            SourceConfig::Stdin(s) => s.format,
+        }
+    }
+}
+
+/// `[metrics]`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MetricsConfig {
+    /// Serve `/metrics` (Prometheus text) and `/healthz` here, e.g.
+    /// `127.0.0.1:9898`. Off when unset.
+    pub address: Option<SocketAddr>,
+}
+
+/// `[pipeline]`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PipelineConfig {
+    /// Parse/enrich worker threads (default: the number of cores).
+    pub workers: Option<usize>,
+    /// Batches queued between stages (default 4 per worker); bounds memory.
+    pub queue: Option<usize>,
+}
+
+/// A config problem, naming the key or the file.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read config {path}: {source}")]
+    Read {
+        /// The config file.
+        path: String,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// Not valid TOML.
+    #[error("{path}: {message}")]
+    Syntax {
+        /// The config file.
+        path: String,
+        /// toml's message, with line and column.
+        message: String,
+    },
+    /// A key has the wrong type, is unknown or missing.
+    #[error("{path}: key `{key}`: {message}")]
+    Key {
+        /// The config file.
+        path: String,
+        /// The dotted key, e.g. `lake.zstd_level`.
+        key: String,
+        /// What is wrong.
+        message: String,
+    },
+    /// `${VAR}` names an unset variable.
+    #[error("{path}: key `{key}`: environment variable {var} is not set (use ${{{var}:-default}} for a default)")]
+    Env {
+        /// The config file.
+        path: String,
+        /// The key whose value names it.
+        key: String,
+        /// The variable.
+        var: String,
+    },
+    /// The config parsed but does not make sense.
+    #[error("{path}: key `{key}`: {message}")]
+    Invalid {
+        /// The config file.
+        path: String,
+        /// The key.
+        key: String,
+        /// Why, and what to do.
+        message: String,
+    },
+}
+
+impl Config {
+    /// Reads, expands and deserialises a config file.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let shown = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: shown.clone(),
+            source,
+        })?;
+        Config::parse(&text, &shown)
+    }
+
+    /// Parses config text; `path` only names it in errors.
+    pub fn parse(text: &str, path: &str) -> Result<Config, ConfigError> {
+        let mut table: toml::Table = text.parse().map_err(|e: toml::de::Error| ConfigError::Syntax {
+            path: path.to_owned(),
+            message: e.to_string(),
+        })?;
+        for (key, value) in table.iter_mut() {
+            expand_env(value, key, &|var, key| ConfigError::Env {
+                path: path.to_owned(),
+                key: key.to_owned(),
+                var: var.to_owned(),
+            })?;
+        }
+        let config: Config = serde_path_to_error::deserialize(toml::Value::Table(table))
+            .map_err(|e| ConfigError::Key {
+                path: path.to_owned(),
+                key: e.path().to_string(),
+                message: e.inner().to_string(),
+            })?;
+        config.check(path)?;
+        Ok(config)
+    }
+
+    /// Checks what serde cannot: there is something to read, and values are sane.
+    fn check(&self, path: &str) -> Result<(), ConfigError> {
+        let invalid = |key: &str, message: &str| ConfigError::Invalid {
+            path: path.to_owned(),
+            key: key.to_owned(),
+            message: message.to_owned(),
+        };
+        if self.sources.is_empty() {
+            return Err(invalid("source", "no [[source]] entry: add at least one"));
+        }
+        if self.sources.iter().filter(|s| matches!(s, SourceConfig::Stdin(_))).count() > 1 {
+            return Err(invalid("source", "more than one stdin source"));
+        }
+        if self.pipeline.workers == Some(0) {
+            return Err(invalid("pipeline.workers", "must be at least 1"));
+        }
+        if self.pipeline.queue == Some(0) {
+            return Err(invalid("pipeline.queue", "must be at least 1"));
+        }
+        for (i, source) in self.sources.iter().enumerate() {
+            if let SourceConfig::File(f) = source {
+                if f.path.trim().is_empty() {
+                    return Err(invalid(&format!("source[{i}].path"), "is empty"));
+                }
+            }
+        }
+        seclake_sink::store::check_url("lake.url", &self.lake.url)
+            .map_err(|e| invalid("lake.url", &e.to_string()))?;
+        seclake_sink::store::check_url("dlq.url", &self.dlq.url)
+            .map_err(|e| invalid("dlq.url", &e.to_string()))?;
+        Ok(())
+    }
+}
+
+/// Expands `${VAR}` / `${VAR:-default}` in every string under `value`.
+fn expand_env<E>(
+    value: &mut toml::Value,
+    key: &str,
+    err: &dyn Fn(&str, &str) -> E,
+) -> Result<(), E> {
+    match value {
+        toml::Value::String(s) if s.contains("${") => {
+            *s = expand_str(s, |var| err(var, key))?;
+        }
+        toml::Value::Array(items) => {
+            for (i, item) in items.iter_mut().enumerate() {
+                expand_env(item, &format!("{key}[{i}]"), err)?;
+            }
+        }
+        toml::Value::Table(table) => {
+            for (k, v) in table.iter_mut() {
+                expand_env(v, &format!("{key}.{k}"), err)?;
+            }
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
+fn expand_str<E>(s: &str, missing: impl Fn(&str) -> E) -> Result<String, E> {
+    let mut out = String::with_capacity(s.len());
+    let mut rest = s;
+    while let Some(start) = rest.find("${") {
+        out.push_str(&rest[..start]);
+        let after = &rest[start + 2..];
+        let Some(end) = after.find('}') else {
+            out.push_str(&rest[start..]);
+            return Ok(out);
+        };
+        let inner = &after[..end];
+        let (var, default) = match inner.split_once(":-") {
+            Some((v, d)) => (v, Some(d)),
+            None => (inner, None),
+        };
+        match (std::env::var(var), default) {
+            (Ok(v), _) => out.push_str(&v),
+            (Err(_), Some(d)) => out.push_str(d),
+            (Err(_), None) => return Err(missing(var)),
+        }
+        rest = &after[end + 1..];
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MINIMAL: &str = r#"
+        [[source]]
+        type = "file"
+        format = "waf"
+        path = "logs/waf.ndjson"
+
+        [geoip]
+        city = "/path/GeoLite2-City.mmdb"
+        asn = "/path/GeoLite2-ASN.mmdb"
+
+        [lake]
+        url = "file:///abs/path/lake"
+
+        [dlq]
+        url = "file:///abs/path/dlq"
+    "#;
+
+    #[test]
+    fn the_documented_minimal_config_parses() {
+        let cfg = Config::parse(MINIMAL, "seclake.toml").unwrap();
+        assert_eq!(cfg.sources.len(), 1);
+        assert_eq!(cfg.sources[0].format(), Format::Waf);
+        assert_eq!(cfg.lake.url, "file:///abs/path/lake");
+        assert_eq!(cfg.lake.max_file_bytes, 128 << 20);
+    }
+
+    #[test]
+    fn env_vars_expand_with_defaults() {
+        // SAFETY: tests in this module do not read this variable concurrently.
+        unsafe { std::env::set_var("SECLAKE_TEST_LAKE", "/tmp/x") };
+        let text = MINIMAL
+            .replace("file:///abs/path/lake", "file://${SECLAKE_TEST_LAKE}/lake")
+            .replace("file:///abs/path/dlq", "file://${SECLAKE_TEST_UNSET:-/tmp/d}/dlq");
+        let cfg = Config::parse(&text, "c.toml").unwrap();
+        assert_eq!(cfg.lake.url, "file:///tmp/x/lake");
+        assert_eq!(cfg.dlq.url, "file:///tmp/d/dlq");
+    }
+
+    #[test]
+    fn an_unset_variable_names_the_key_and_the_variable() {
+        let text = MINIMAL.replace("/abs/path/lake", "${SECLAKE_SURELY_UNSET}");
+        let err = Config::parse(&text, "c.toml").unwrap_err().to_string();
+        assert!(err.contains("lake.url") && err.contains("SECLAKE_SURELY_UNSET"), "{err}");
+    }
+
+    #[test]
+    fn a_wrong_type_names_the_dotted_key() {
+        let text = format!("{MINIMAL}\n[pipeline]\nworkers = \"two\"\n");
+        let err = Config::parse(&text, "c.toml").unwrap_err().to_string();
+        assert!(err.contains("pipeline.workers"), "{err}");
+    }
+
+    #[test]
+    fn an_unknown_key_is_refused_with_its_name() {
+        let text = MINIMAL.replace("[lake]", "[lake]\nurll = \"x\"");
+        let err = Config::parse(&text, "c.toml").unwrap_err().to_string();
+        assert!(err.contains("urll"), "{err}");
+    }
+
+    #[test]
+    fn an_unknown_source_type_is_refused() {
+        let text = MINIMAL.replace("type = \"file\"", "type = \"carrier-pigeon\"");
+        let err = Config::parse(&text, "c.toml").unwrap_err().to_string();
+        assert!(err.contains("source") && err.contains("carrier-pigeon"), "{err}");
+    }
+
+    #[test]
+    fn a_bad_lake_url_is_refused_naming_the_key() {
+        let text = MINIMAL.replace("file:///abs/path/lake", "ftp://x/y");
+        let err = Config::parse(&text, "c.toml").unwrap_err().to_string();
+        assert!(err.contains("lake.url") && err.contains("ftp"), "{err}");
+    }
+}

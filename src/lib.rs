@@ -1,0 +1,8 @@
+//! The `seclake` binary's library: config, pipeline wiring, metrics, signals.
+//! Everything else lives in the workspace crates (`ingest`, `enrich`, `sink`).
+
+pub mod config;
+pub mod demo;
+pub mod metrics;
+pub mod pipeline;
+pub mod signals;

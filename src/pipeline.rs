@@ -1,0 +1,415 @@
+//! Wires sources → parse/enrich workers → window scoring → sinks.
+//!
+//! ```text
+//! source threads ──Batch──▶ workers (parse, GeoIP, per-event rules) ──▶ sink stage
+//!   (one per [[source]])      (N threads, any order)                    (in order: windows,
+//!        ▲                                                               lake, dead letters)
+//!        └──────────── Ack: resolves when every file holding the batch is committed
+//! ```
+//! Channels are bounded, so a slow sink slows the sources instead of filling
+//! memory. The sink stage restores source order before the stateful window
+//! rules, so scores do not depend on thread timing.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, Result, anyhow};
+use crossbeam_channel::{Receiver, RecvTimeoutError, bounded};
+use metrics::{counter, gauge};
+use seclake_enrich::geoip::GeoIp;
+use seclake_enrich::parse::{Enricher, Parsed};
+use seclake_enrich::schema::SchemaError;
+use seclake_enrich::scoring::WindowScorer;
+use seclake_enrich::threat::ThreatEngine;
+use seclake_ingest::file::{Pending, ReadStats};
+use seclake_ingest::{Batch, Format, SourceError};
+use seclake_sink::dead_letter::DeadLetterStats;
+use seclake_sink::{DeadLetter, DeadLetterWriter, LakeStats, LakeWriter};
+use serde::Serialize;
+
+use crate::config::{Config, SourceConfig};
+
+/// How a run behaves beyond its config.
+#[derive(Debug, Clone, Default)]
+pub struct RunOptions {
+    /// Tail every file source instead of stopping at EOF.
+    pub follow: bool,
+    /// Show a progress line on a terminal.
+    pub progress: bool,
+}
+
+/// Counts for one source format.
+#[derive(Debug, Default, Clone, Copy, Serialize, PartialEq, Eq)]
+pub struct FormatCounts {
+    /// Records read.
+    pub records: u64,
+    /// Events written to the lake.
+    pub events: u64,
+    /// Records sent to the dead-letter output.
+    pub dead_letters: u64,
+    /// Bytes read.
+    pub bytes: u64,
+}
+
+/// What a run did.
+#[derive(Debug, Default, Clone, Serialize)]
+pub struct RunSummary {
+    /// Counts per format (`waf`, `falco`, `app`).
+    pub sources: BTreeMap<&'static str, FormatCounts>,
+    /// Rows, files and bytes committed to the lake.
+    pub lake_rows: u64,
+    /// Files committed to the lake.
+    pub lake_files: u64,
+    /// Bytes committed to the lake.
+    pub lake_bytes: u64,
+    /// Dead letters committed.
+    pub dead_letters: u64,
+    /// Batches a sink could not make durable (0 on success).
+    pub undelivered_batches: u64,
+    /// Wall time in seconds.
+    pub seconds: f64,
+}
+
+impl RunSummary {
+    /// Events per second over the whole run.
+    pub fn events_per_second(&self) -> f64 {
+        self.lake_rows as f64 / self.seconds.max(1e-9)
+    }
+
+    /// Input megabytes per second over the whole run.
+    pub fn mb_per_second(&self) -> f64 {
+        let bytes: u64 = self.sources.values().map(|c| c.bytes).sum();
+        bytes as f64 / 1e6 / self.seconds.max(1e-9)
+    }
+}
+
+/// A parsed batch on its way to the sink stage, with its place in line.
+struct Done {
+    seq: u64,
+    batch: Batch,
+    parsed: Result<Parsed, SchemaError>,
+}
+
+/// Runs the pipeline until every source ends (or a shutdown signal), flushes
+/// every sink and returns what it did.
+pub fn run(cfg: &Config, opts: &RunOptions) -> Result<RunSummary> {
+    let started = Instant::now();
+    for (i, source) in cfg.sources.iter().enumerate() {
+        if let SourceConfig::File(f) = source {
+            f.paths().with_context(|| format!("source[{i}].path"))?;
+        }
+    }
+    let geo = GeoIp::open(&cfg.geoip).context("[geoip]")?.map(Arc::new);
+    let threat = Arc::new(ThreatEngine::from_config(&cfg.threat).context("[threat]")?);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .thread_name("seclake-io")
+        .enable_all()
+        .build()
+        .context("starting the I/O runtime")?;
+    let (lake, dlq) = rt.block_on(async {
+        let lake = LakeWriter::open(&cfg.lake).await.context("[lake]")?;
+        let dlq = DeadLetterWriter::open(&cfg.dlq).await.context("[dlq]")?;
+        anyhow::Ok((lake, dlq))
+    })?;
+
+    let shutdown = Arc::new(AtomicBool::new(false));
+    rt.spawn(crate::signals::watch(Arc::clone(&shutdown), geo.clone()));
+    if let Some(addr) = cfg.metrics.address {
+        let server = rt
+            .block_on(crate::metrics::serve(addr))
+            .with_context(|| format!("[metrics] address {addr}"))?;
+        rt.spawn(server);
+    }
+
+    let workers = cfg.pipeline.workers.unwrap_or_else(|| {
+        std::thread::available_parallelism().map_or(2, std::num::NonZeroUsize::get)
+    });
+    let queue = cfg.pipeline.queue.unwrap_or(4 * workers);
+    let (batch_tx, batch_rx) = bounded::<Batch>(queue);
+    let (done_tx, done_rx) = bounded::<Done>(queue);
+
+    let sources: Vec<JoinHandle<(Format, Result<ReadStats, SourceError>, Pending)>> = cfg
+        .sources
+        .iter()
+        .cloned()
+        .enumerate()
+        .map(|(i, source)| {
+            let tx = batch_tx.clone();
+            let shutdown = Arc::clone(&shutdown);
+            let follow = opts.follow;
+            std::thread::Builder::new()
+                .name(format!("source-{i}"))
+                .spawn(move || {
+                    let mut pending = Pending::default();
+                    let format = source.format();
+                    let stats = match source {
+                        SourceConfig::File(mut f) => {
+                            f.follow |= follow;
+                            f.run(&tx, &shutdown, &mut pending)
+                        }
+                        SourceConfig::Stdin(s) => s.run(&tx, &shutdown, &mut pending),
+                    };
+                    (format, stats, pending)
+                })
+                .context("spawning a source thread")
+        })
+        .collect::<Result<_>>()?;
+    drop(batch_tx);
+
+    let intake = Arc::new(Mutex::new((batch_rx, 0u64)));
+    let worker_handles: Vec<JoinHandle<()>> = (0..workers)
+        .map(|i| {
+            let intake = Arc::clone(&intake);
+            let done_tx = done_tx.clone();
+            let mut enricher = Enricher::new(geo.as_ref(), Arc::clone(&threat));
+            std::thread::Builder::new()
+                .name(format!("worker-{i}"))
+                .spawn(move || {
+                    loop {
+                        // Taking a batch and its sequence number under one lock keeps
+                        // each source's batches numbered in the order it sent them.
+                        let next = {
+                            let mut guard = intake.lock().unwrap_or_else(|e| e.into_inner());
+                            let (rx, seq) = &mut *guard;
+                            rx.recv().ok().map(|batch| {
+                                *seq += 1;
+                                (*seq - 1, batch)
+                            })
+                        };
+                        let Some((seq, batch)) = next else { break };
+                        let ingest_ts = chrono::Utc::now().timestamp_micros();
+                        let parsed = enricher.parse_batch(&batch, ingest_ts);
+                        if done_tx.send(Done { seq, batch, parsed }).is_err() {
+                            break;
+                        }
+                    }
+                })
+                .context("spawning a worker thread")
+        })
+        .collect::<Result<_>>()?;
+    drop(done_tx);
+
+    let mut stage = SinkStage {
+        scorer: WindowScorer::new(Arc::clone(&threat)),
+        lake,
+        dlq,
+        counts: BTreeMap::new(),
+        progress: Progress::new(opts.progress),
+        shutdown: Arc::clone(&shutdown),
+    };
+    let sink_result = rt.block_on(stage.run(done_rx));
+
+    for handle in worker_handles {
+        handle
+            .join()
+            .map_err(|_| anyhow!("a worker thread panicked"))?;
+    }
+    let mut summary = RunSummary::default();
+    let mut source_error = None;
+    for handle in sources {
+        let (format, stats, pending) = handle
+            .join()
+            .map_err(|_| anyhow!("a source thread panicked"))?;
+        summary.undelivered_batches += pending.wait_all();
+        match stats {
+            Ok(s) => {
+                let c = summary.sources.entry(format.as_str()).or_default();
+                c.records += s.records;
+                c.bytes += s.bytes;
+            }
+            Err(e) => {
+                source_error.get_or_insert(e);
+            }
+        }
+    }
+    stage.progress.finish();
+    sink_result?;
+    if let Some(e) = source_error {
+        return Err(e).context("a source failed");
+    }
+    for (format, counts) in &stage.counts {
+        let c = summary.sources.entry(format.as_str()).or_default();
+        c.events = counts.events;
+        c.dead_letters = counts.dead_letters;
+    }
+    let LakeStats { rows, files, bytes } = stage.lake.stats();
+    summary.lake_rows = rows;
+    summary.lake_files = files;
+    summary.lake_bytes = bytes;
+    let DeadLetterStats { records, .. } = stage.dlq.stats();
+    summary.dead_letters = records;
+    summary.seconds = started.elapsed().as_secs_f64();
+    if summary.undelivered_batches > 0 {
+        return Err(anyhow!(
+            "{} batches were not durably written; see the errors above",
+            summary.undelivered_batches
+        ));
+    }
+    Ok(summary)
+}
+
+struct SinkStage {
+    scorer: WindowScorer,
+    lake: LakeWriter,
+    dlq: DeadLetterWriter,
+    counts: BTreeMap<Format, FormatCounts>,
+    progress: Progress,
+    shutdown: Arc<AtomicBool>,
+}
+
+impl SinkStage {
+    /// Takes parsed batches in sequence order until the workers finish, then
+    /// commits every open file.
+    async fn run(&mut self, rx: Receiver<Done>) -> Result<()> {
+        let mut waiting: BTreeMap<u64, Done> = BTreeMap::new();
+        let mut next = 0u64;
+        let mut failure: Option<anyhow::Error> = None;
+        loop {
+            let done = match rx.recv_timeout(Duration::from_millis(500)) {
+                Ok(done) => done,
+                Err(RecvTimeoutError::Timeout) => {
+                    if failure.is_none() {
+                        if let Err(e) = self.roll_due().await {
+                            self.stop(&mut failure, e);
+                        }
+                    }
+                    continue;
+                }
+                Err(RecvTimeoutError::Disconnected) => break,
+            };
+            waiting.insert(done.seq, done);
+            while let Some(done) = waiting.remove(&next) {
+                next += 1;
+                if failure.is_some() {
+                    // Never let an unwritten batch look delivered.
+                    done.batch.ack.fail();
+                    continue;
+                }
+                let result = self.process(done).await;
+                if let Err(e) = result.and(self.roll_due().await) {
+                    self.stop(&mut failure, e);
+                }
+            }
+            gauge!("seclake_reorder_waiting_batches").set(waiting.len() as f64);
+        }
+        for (_, done) in waiting {
+            done.batch.ack.fail();
+        }
+        let closed = self.lake.close_all().await.context("committing lake files");
+        let closed_dlq = self.dlq.close_all().await.context("writing dead letters");
+        match failure {
+            Some(e) => Err(e),
+            None => closed.and(closed_dlq),
+        }
+    }
+
+    fn stop(&self, failure: &mut Option<anyhow::Error>, e: anyhow::Error) {
+        tracing::error!("{e:#}; stopping the sources");
+        self.shutdown.store(true, Ordering::Relaxed);
+        failure.get_or_insert(e);
+    }
+
+    async fn roll_due(&mut self) -> Result<()> {
+        self.lake.roll_due().await.context("rolling lake files")?;
+        self.dlq.roll_due().await.context("writing dead letters")?;
+        Ok(())
+    }
+
+    async fn process(&mut self, done: Done) -> Result<()> {
+        let Done { batch, parsed, .. } = done;
+        let parsed = match parsed {
+            Ok(p) => p,
+            Err(e) => {
+                batch.ack.fail();
+                return Err(e).context("building a record batch");
+            }
+        };
+        let format = batch.format;
+        let events = match self.scorer.apply(&parsed) {
+            Ok(events) => events,
+            Err(e) => {
+                batch.ack.fail();
+                return Err(e).context("scoring");
+            }
+        };
+        self.lake.write(format, &events, &batch.ack).await?;
+        if !parsed.rejects.is_empty() {
+            let reasons: Vec<String> = parsed.rejects.iter().map(|r| r.reason.to_string()).collect();
+            let letters = parsed.rejects.iter().zip(&reasons).map(|(r, reason)| DeadLetter {
+                position: batch.position(r.index),
+                reason,
+                raw: batch.record(r.index),
+            });
+            self.dlq.write(format, letters, &batch.ack).await?;
+        }
+        let events = events.num_rows() as u64;
+        let rejects = parsed.rejects.len() as u64;
+        let c = self.counts.entry(format).or_default();
+        c.events += events;
+        c.dead_letters += rejects;
+        let source = format.as_str();
+        counter!("seclake_records_total", "source" => source).increment(batch.len() as u64);
+        counter!("seclake_bytes_total", "source" => source).increment(batch.data.len() as u64);
+        counter!("seclake_events_total", "source" => source).increment(events);
+        if rejects > 0 {
+            counter!("seclake_dead_letters_total", "source" => source).increment(rejects);
+        }
+        let stats = self.lake.stats();
+        counter!("seclake_lake_rows_total").absolute(stats.rows);
+        counter!("seclake_lake_files_total").absolute(stats.files);
+        counter!("seclake_lake_bytes_total").absolute(stats.bytes);
+        gauge!("seclake_lake_open_files").set(self.lake.open_files() as f64);
+        self.progress.update(&self.counts);
+        Ok(())
+    }
+}
+
+/// A progress line on stderr when it is a terminal; nothing otherwise.
+struct Progress {
+    bar: Option<indicatif::ProgressBar>,
+    started: Instant,
+    last: Instant,
+}
+
+impl Progress {
+    fn new(enabled: bool) -> Progress {
+        let bar = enabled.then(|| {
+            let bar = indicatif::ProgressBar::new_spinner();
+            bar.set_style(
+                indicatif::ProgressStyle::with_template("{spinner} {elapsed_precise} {msg}")
+                    .unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner()),
+            );
+            bar
+        });
+        Progress {
+            bar,
+            started: Instant::now(),
+            last: Instant::now(),
+        }
+    }
+
+    fn update(&mut self, counts: &BTreeMap<Format, FormatCounts>) {
+        let Some(bar) = &self.bar else { return };
+        if self.last.elapsed() < Duration::from_millis(200) {
+            return;
+        }
+        self.last = Instant::now();
+        let events: u64 = counts.values().map(|c| c.events).sum();
+        let dead: u64 = counts.values().map(|c| c.dead_letters).sum();
+        let rate = events as f64 / self.started.elapsed().as_secs_f64().max(1e-9);
+        bar.set_message(format!(
+            "{events} events, {dead} dead letters, {rate:.0} events/s"
+        ));
+        bar.tick();
+    }
+
+    fn finish(&self) {
+        if let Some(bar) = &self.bar {
+            bar.finish_and_clear();
+        }
+    }
+}
