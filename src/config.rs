@@ -181,10 +181,10 @@ impl Config {
             return Err(invalid("pipeline.queue", "must be at least 1"));
         }
         for (i, source) in self.sources.iter().enumerate() {
-            if let SourceConfig::File(f) = source {
-                if f.path.trim().is_empty() {
-                    return Err(invalid(&format!("source[{i}].path"), "is empty"));
-                }
+            if let SourceConfig::File(f) = source
+                && f.path.trim().is_empty()
+            {
+                return Err(invalid(&format!("source[{i}].path"), "is empty"));
             }
         }
         seclake_sink::store::check_url("lake.url", &self.lake.url)

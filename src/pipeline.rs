@@ -86,6 +86,10 @@ impl RunSummary {
     }
 }
 
+/// What a source thread hands back: its format, how reading went, and the
+/// acknowledgements it still waits for.
+type SourceOutcome = (Format, Result<ReadStats, SourceError>, Pending);
+
 /// A parsed batch on its way to the sink stage, with its place in line.
 struct Done {
     seq: u64,
@@ -132,7 +136,7 @@ pub fn run(cfg: &Config, opts: &RunOptions) -> Result<RunSummary> {
     let (batch_tx, batch_rx) = bounded::<Batch>(queue);
     let (done_tx, done_rx) = bounded::<Done>(queue);
 
-    let sources: Vec<JoinHandle<(Format, Result<ReadStats, SourceError>, Pending)>> = cfg
+    let sources: Vec<JoinHandle<SourceOutcome>> = cfg
         .sources
         .iter()
         .cloned()
@@ -272,10 +276,10 @@ impl SinkStage {
             let done = match rx.recv_timeout(Duration::from_millis(500)) {
                 Ok(done) => done,
                 Err(RecvTimeoutError::Timeout) => {
-                    if failure.is_none() {
-                        if let Err(e) = self.roll_due().await {
-                            self.stop(&mut failure, e);
-                        }
+                    if failure.is_none()
+                        && let Err(e) = self.roll_due().await
+                    {
+                        self.stop(&mut failure, e);
                     }
                     continue;
                 }

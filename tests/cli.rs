@@ -142,3 +142,63 @@ fn sigterm_while_following_commits_everything_read_and_exits_zero() {
     assert_eq!(summary["lake_rows"], 500);
     assert_eq!(summary["sources"]["app"]["events"], 500);
 }
+
+#[test]
+fn sighup_reloads_geoip_without_losing_events() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let geo = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/geoip");
+    let city = dir.path().join("city.mmdb");
+    std::fs::copy(format!("{geo}/GeoLite2-City-Test.mmdb"), &city).expect("copied");
+    let log = dir.path().join("app.ndjson");
+    let first: Vec<String> = (0..200).map(app_line).collect();
+    std::fs::write(&log, first.join("\n") + "\n").expect("written");
+    let port = free_port();
+    let source = format!(
+        "[[source]]\ntype = \"file\"\nformat = \"app\"\nfollow = true\npath = \"{}\"\n\n[geoip]\ncity = \"{}\"\n",
+        log.display(),
+        city.display()
+    );
+    let config = write_config(dir.path(), &source, &format!("[metrics]\naddress = \"127.0.0.1:{port}\"\n"));
+    let summary = dir.path().join("summary.json");
+    let mut child = Command::new(BIN)
+        .args(["run", "--config"])
+        .arg(&config)
+        .arg("--summary-json")
+        .arg(&summary)
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("starts");
+    let metric = |text: &str| {
+        wait_for(Duration::from_secs(30), || get(port, "/metrics").is_some_and(|m| m.contains(text)))
+    };
+    assert!(metric("seclake_events_total{source=\"app\"} 200"), "first 200 never counted");
+
+    // Replace the database the way geoipupdate does (new file, then rename), then SIGHUP.
+    let staged = dir.path().join("city.mmdb.new");
+    std::fs::copy(format!("{geo}/GeoLite2-City-Test.mmdb"), &staged).expect("copied");
+    std::fs::rename(&staged, &city).expect("renamed");
+    let hup = Command::new("kill").args(["-HUP", &child.id().to_string()]).status().expect("kill");
+    assert!(hup.success());
+    assert!(metric("seclake_geoip_reloads_total{result=\"ok\"} 1"), "reload never counted");
+
+    let more: Vec<String> = (200..300).map(app_line).collect();
+    let mut file = std::fs::OpenOptions::new().append(true).open(&log).expect("open");
+    file.write_all((more.join("\n") + "\n").as_bytes()).expect("appended");
+    drop(file);
+    assert!(metric("seclake_events_total{source=\"app\"} 300"), "appended lines never counted");
+
+    let term = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().expect("kill");
+    assert!(term.success());
+    let mut status = None;
+    let exited = wait_for(Duration::from_secs(30), || {
+        status = child.try_wait().expect("status");
+        status.is_some()
+    });
+    if !exited {
+        let _ = child.kill();
+    }
+    assert!(exited && status.expect("exited").success());
+    let summary: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&summary).expect("summary written")).expect("json");
+    assert_eq!(summary["lake_rows"], 300);
+}

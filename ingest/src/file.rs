@@ -317,10 +317,8 @@ impl<R: Read> LineReader<R> {
             } else {
                 // The rest of this over-long line is still to come: drop it.
                 self.skipping = true;
-                if !skipping_before {
-                    if let Some(last) = records.last_mut() {
-                        last.truncated = true;
-                    }
+                if let (false, Some(last)) = (skipping_before, records.last_mut()) {
+                    last.truncated = true;
                 }
             }
         }

@@ -88,6 +88,16 @@ impl LakeConfig {
     }
 }
 
+/// Columns whose values are (nearly) all distinct.
+const UNIQUE_COLUMNS: [&str; 6] = [
+    "event_id",
+    "ts",
+    "request_id",
+    "trace_id",
+    "idempotency_key",
+    "order_id",
+];
+
 /// What the lake has written so far.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct LakeStats {
@@ -155,13 +165,17 @@ impl LakeWriter {
                 why: "must be at least 1".into(),
             });
         }
-        let props = WriterProperties::builder()
+        let mut props = WriterProperties::builder()
             .set_compression(Compression::ZSTD(level))
             .set_statistics_enabled(EnabledStatistics::Page)
             .set_max_row_group_row_count(Some(cfg.row_group_rows))
-            .set_column_dictionary_enabled(ColumnPath::from("event_id"), false)
-            .set_created_by(format!("seclake {}", env!("CARGO_PKG_VERSION")))
-            .build();
+            .set_created_by(format!("seclake {}", env!("CARGO_PKG_VERSION")));
+        // Near-unique columns gain nothing from a dictionary but pay for
+        // building one before the writer falls back to plain encoding.
+        for column in UNIQUE_COLUMNS {
+            props = props.set_column_dictionary_enabled(ColumnPath::from(column), false);
+        }
+        let props = props.build();
         let schema = event_schema();
         let source = column_index("source").ok_or(SinkError::Schema("no source column"))?;
         let file_columns: Vec<usize> = (0..schema.fields().len()).filter(|i| *i != source).collect();

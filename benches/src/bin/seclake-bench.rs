@@ -26,6 +26,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context as _, Result, bail};
 use clap::{Args, Parser, Subcommand};
 use parquet::file::reader::{FileReader as _, SerializedFileReader};
+use parquet::file::statistics::Statistics;
 use seclake_benches::{
     FloorStats, Format, SEED, bench_date, env_paths, floor_parse_reader, format_by_name,
     workspace_dir,
@@ -166,6 +167,9 @@ struct LakeScan {
     rows: BTreeMap<String, u64>,
     dead_letters: BTreeMap<String, u64>,
     stray: Vec<PathBuf>,
+    /// Files whose event times (`ts` statistics) fall outside their
+    /// `dt=…/hour=…` partition, with the first offending time.
+    misplaced: Vec<(PathBuf, i64)>,
 }
 
 fn e2e(args: &E2eArgs) -> Result<bool> {
@@ -555,6 +559,9 @@ fn scan_outputs(lake: &Path, dlq: &Path) -> Result<LakeScan> {
             let rows = u64::try_from(reader.metadata().file_metadata().num_rows()).unwrap_or(0);
             *scan.rows.entry(partition_source(&path)).or_default() += rows;
             scan.files += 1;
+            if let Some(bad) = ts_outside_partition(&path, &reader) {
+                scan.misplaced.push((path, bad));
+            }
         } else {
             scan.stray.push(path);
         }
@@ -584,6 +591,43 @@ fn files_under(root: &Path) -> Result<Vec<PathBuf>> {
         }
     }
     Ok(out)
+}
+
+/// The lake partitions by event time: a file under `dt=D/hour=H` holds only
+/// `ts` in that hour. Returns a `ts` (µs) from the footer's statistics that is
+/// outside it, or the partition start when the path has no valid partition.
+fn ts_outside_partition(path: &Path, reader: &SerializedFileReader<File>) -> Option<i64> {
+    const HOUR_US: i64 = 3_600_000_000;
+    let key = |prefix: &str| {
+        path.components().find_map(|c| {
+            c.as_os_str()
+                .to_str()?
+                .strip_prefix(prefix)
+                .map(str::to_owned)
+        })
+    };
+    let start = key("dt=")
+        .and_then(|d| chrono::NaiveDate::parse_from_str(&d, "%Y-%m-%d").ok())
+        .zip(key("hour=").and_then(|h| h.parse::<u32>().ok()))
+        .and_then(|(d, h)| d.and_hms_opt(h, 0, 0))
+        .map(|t| t.and_utc().timestamp_micros());
+    let Some(start) = start else {
+        return Some(0);
+    };
+    for rg in reader.metadata().row_groups() {
+        let ts = rg
+            .columns()
+            .iter()
+            .find(|c| c.column_path().string() == "ts");
+        if let Some(Statistics::Int64(s)) = ts.and_then(|c| c.statistics()) {
+            for t in [s.min_opt(), s.max_opt()].into_iter().flatten() {
+                if !(start..start + HOUR_US).contains(t) {
+                    return Some(*t);
+                }
+            }
+        }
+    }
+    None
 }
 
 /// `waf` from `…/source=waf/dt=…/…`.
@@ -659,6 +703,17 @@ fn verify(inputs: &[Input], run: &E2eRun) -> Vec<String> {
         failures.push(format!(
             "summary says {} lake files / {} bytes, the disk holds {} / {}",
             s.lake_files, s.lake_bytes, run.lake.files, run.lake.bytes
+        ));
+    }
+    if let Some((path, ts)) = run.lake.misplaced.first() {
+        let when = chrono::DateTime::from_timestamp_micros(*ts)
+            .map_or_else(|| ts.to_string(), |t| t.to_rfc3339());
+        failures.push(format!(
+            "{} of {} lake files hold events outside their dt=/hour= partition, e.g. {} has ts {when} \
+             (the lake must partition by event time)",
+            run.lake.misplaced.len(),
+            run.lake.files,
+            path.display()
         ));
     }
     if !run.lake.stray.is_empty() {
@@ -753,7 +808,7 @@ impl<'a> Report<'a> {
         );
         let _ = writeln!(
             t,
-            "{:>11} {:>9} {:>11} {:>8} {:>11} {:>8} {:>9} {:>9} {:>9} {:>7} {:>9} {:>6}",
+            "{:>11} {:>9} {:>11} {:>10} {:>11} {:>8} {:>9} {:>9} {:>9} {:>7} {:>9} {:>6}",
             "events",
             "input MB",
             "floor ev/s",

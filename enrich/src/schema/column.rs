@@ -339,7 +339,12 @@ impl Column for TextMap {
                 .map(|j| {
                     (
                         keys.value(j).to_owned(),
-                        values.is_valid(j).then(|| values.value(j)).unwrap_or_default().to_owned(),
+                        // Parsers never write a null value; read one as empty.
+                        if values.is_valid(j) {
+                            values.value(j).to_owned()
+                        } else {
+                            String::new()
+                        },
                     )
                 })
                 .collect(),

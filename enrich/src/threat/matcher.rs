@@ -1,18 +1,24 @@
-//! Byte-level matchers: case-insensitive multi-substring search (user agents)
-//! and the AWS access key id scanner (app records).
+//! Byte-level matchers: multi-substring search (user agents, WAF labels) and
+//! the AWS access key id scanner (app records).
 
 use memchr::memmem::Finder;
 
 /// Case-insensitive search for any of a set of ASCII patterns (at least 2
 /// bytes each) in one pass: a table of pattern first bytes and, per first
-/// byte, a bitset of second bytes picks the few positions worth comparing.
+/// byte, a bitset of second bytes picks the few positions worth comparing,
+/// and only the patterns with that first byte are compared there.
 #[derive(Debug)]
 pub(crate) struct CiMatcher {
-    /// 1 + row index into `second` for a pattern first byte (both cases), else 0.
+    /// 1 + index into `rows` for a pattern first byte (either case), else 0.
     first: [u8; 256],
-    /// Per first byte, a 256-bit set of pattern second bytes (both cases).
-    second: Vec<[u64; 4]>,
-    /// Lower-cased patterns.
+    rows: Vec<Row>,
+}
+
+#[derive(Debug)]
+struct Row {
+    /// Second bytes (both cases) of the row's patterns, as a 256-bit set.
+    second: [u64; 4],
+    /// Lower-cased patterns starting with the row's byte.
     patterns: Vec<Box<[u8]>>,
 }
 
@@ -21,8 +27,7 @@ impl CiMatcher {
     pub(crate) fn new(patterns: &[String]) -> CiMatcher {
         let mut m = CiMatcher {
             first: [0; 256],
-            second: Vec::new(),
-            patterns: Vec::with_capacity(patterns.len()),
+            rows: Vec::new(),
         };
         for p in patterns {
             let lower: Box<[u8]> = p.as_bytes().to_ascii_lowercase().into();
@@ -32,19 +37,22 @@ impl CiMatcher {
             };
             let row = match m.first[usize::from(a)] {
                 0 => {
-                    m.second.push([0; 4]);
-                    let row = m.second.len() as u8;
+                    m.rows.push(Row {
+                        second: [0; 4],
+                        patterns: Vec::new(),
+                    });
+                    let row = m.rows.len() as u8;
                     m.first[usize::from(a)] = row;
                     m.first[usize::from(a.to_ascii_uppercase())] = row;
                     row
                 }
                 row => row,
             };
-            let bits = &mut m.second[usize::from(row - 1)];
+            let row = &mut m.rows[usize::from(row - 1)];
             for c in [b, b.to_ascii_uppercase()] {
-                bits[usize::from(c >> 6)] |= 1 << (c & 63);
+                row.second[usize::from(c >> 6)] |= 1 << (c & 63);
             }
-            m.patterns.push(lower);
+            row.patterns.push(lower);
         }
         m
     }
@@ -56,12 +64,13 @@ impl CiMatcher {
             if row == 0 {
                 continue;
             }
+            let row = &self.rows[usize::from(row - 1)];
             let c = pair[1];
-            if self.second[usize::from(row - 1)][usize::from(c >> 6)] >> (c & 63) & 1 == 0 {
+            if row.second[usize::from(c >> 6)] >> (c & 63) & 1 == 0 {
                 continue;
             }
             let rest = &hay[i..];
-            let hit = self.patterns.iter().any(|p| {
+            let hit = row.patterns.iter().any(|p| {
                 rest.get(..p.len())
                     .is_some_and(|s| s.eq_ignore_ascii_case(p))
             });
@@ -70,6 +79,30 @@ impl CiMatcher {
             }
         }
         false
+    }
+}
+
+/// Case-sensitive search for any of a set of substrings, with the searchers
+/// built once.
+#[derive(Debug)]
+pub(crate) struct AnySubstring {
+    finders: Vec<Finder<'static>>,
+}
+
+impl AnySubstring {
+    /// Builds one searcher per pattern.
+    pub(crate) fn new(patterns: &[String]) -> AnySubstring {
+        AnySubstring {
+            finders: patterns
+                .iter()
+                .map(|p| Finder::new(p.as_bytes()).into_owned())
+                .collect(),
+        }
+    }
+
+    /// True if any pattern occurs in `hay`.
+    pub(crate) fn is_match(&self, hay: &[u8]) -> bool {
+        self.finders.iter().any(|f| f.find(hay).is_some())
     }
 }
 

@@ -266,18 +266,19 @@ impl ThreatEngine {
         {
             acc.fire(rule);
         }
-        for m in &r.waf_groups {
-            if group_matches(&m.patterns, s.rule_groups, s.terminating_rule_id) {
-                acc.fire(&m.rule);
+        let groups = matched_groups(&r.waf_group_names, s.rule_groups, s.terminating_rule_id);
+        if groups != 0 {
+            for (i, rule) in r.waf_groups.iter().enumerate() {
+                if groups & (1 << i) != 0 {
+                    acc.fire(rule);
+                }
             }
         }
-        for m in &r.waf_labels {
-            let hit = s
-                .labels
-                .iter()
-                .any(|l| m.patterns.iter().any(|p| l.contains(p.as_str())));
-            if hit {
-                acc.fire(&m.rule);
+        if !s.labels.is_empty() {
+            for (rule, m) in &r.waf_labels {
+                if s.labels.iter().any(|l| m.is_match(l.as_bytes())) {
+                    acc.fire(rule);
+                }
             }
         }
         let rate_based = s.rate_based_hit
@@ -413,14 +414,25 @@ impl Acc {
     }
 }
 
-/// A group name matches a `#`-separated segment of a ruleGroupId
-/// (`AWS#AWSManagedRulesSQLiRuleSet#Version_2.0`) or a substring of the
-/// terminating rule id (`AWS-AWSManagedRulesSQLiRuleSet`).
-fn group_matches(names: &[String], groups: &[&str], terminating: Option<&str>) -> bool {
-    groups
-        .iter()
-        .any(|g| g.split('#').any(|seg| names.iter().any(|n| n == seg)))
-        || terminating.is_some_and(|t| names.iter().any(|n| t.contains(n.as_str())))
+/// The bitmask of the group rules whose names appear as a `#`-separated part
+/// of a ruleGroupId (`AWS#AWSManagedRulesSQLiRuleSet#Version_2.0`) or a
+/// `-`/`#`-separated part of the terminating rule id
+/// (`AWS-AWSManagedRulesSQLiRuleSet`).
+fn matched_groups(names: &[(String, u64)], groups: &[&str], terminating: Option<&str>) -> u64 {
+    let mask = |part: &str| {
+        names
+            .iter()
+            .filter(|(n, _)| n == part)
+            .fold(0, |acc, (_, m)| acc | m)
+    };
+    let mut fired = 0;
+    for g in groups {
+        fired |= g.split('#').map(mask).fold(0, |a, b| a | b);
+    }
+    if let Some(t) = terminating {
+        fired |= t.split(['-', '#']).map(mask).fold(0, |a, b| a | b);
+    }
+    fired
 }
 
 fn load_intel(lists: &[IntelListConfig], rules: &Rules) -> Result<Vec<IntelList>, ThreatError> {

@@ -7,7 +7,7 @@ use std::sync::{Mutex, PoisonError};
 
 use toml::{Table, Value};
 
-use super::matcher::CiMatcher;
+use super::matcher::{AnySubstring, CiMatcher};
 use super::window::{BlockRatioRule, RateRule, ScannerRule, WindowRules};
 use super::{ThreatError, ThreatLevel};
 
@@ -66,8 +66,10 @@ pub(crate) struct Rules {
     pub levels: Levels,
     /// Lower-case action name and its rule.
     pub waf_actions: Vec<(String, Rule)>,
-    pub waf_groups: Vec<MatchRule>,
-    pub waf_labels: Vec<MatchRule>,
+    pub waf_groups: Vec<Rule>,
+    /// Each group name of `waf_groups` with the bitmask of the rules naming it.
+    pub waf_group_names: Vec<(String, u64)>,
+    pub waf_labels: Vec<(Rule, AnySubstring)>,
     pub waf_rate_based: Option<Rule>,
     pub ua: Vec<(Rule, CiMatcher)>,
     pub falco_priority: Vec<(String, Rule)>,
@@ -353,7 +355,8 @@ impl Cx<'_> {
         let waf = self.opt_table(t, "", "waf")?;
         let mut waf_actions = Vec::new();
         let mut waf_rate_based = None;
-        let (mut waf_groups, mut waf_labels) = (Vec::new(), Vec::new());
+        let (mut waf_groups, mut waf_group_names, mut waf_labels) =
+            (Vec::new(), Vec::<(String, u64)>::new(), Vec::new());
         if let Some(waf) = waf {
             self.keys(waf, "waf", &["action", "group", "label", "rate_based"])?;
             for (name, v) in sorted(self.opt_table(waf, "waf", "action")?) {
@@ -372,8 +375,24 @@ impl Cx<'_> {
                     waf_actions.push((name.clone(), rule));
                 }
             }
-            waf_groups = self.match_rules(self.opt_table(waf, "waf", "group")?, "waf.group")?;
-            waf_labels = self.match_rules(self.opt_table(waf, "waf", "label")?, "waf.label")?;
+            let groups = self.match_rules(self.opt_table(waf, "waf", "group")?, "waf.group")?;
+            if groups.len() > 64 {
+                return Err(self.err("waf.group", "at most 64 rules"));
+            }
+            for (i, m) in groups.into_iter().enumerate() {
+                for name in m.patterns {
+                    match waf_group_names.iter_mut().find(|(n, _)| *n == name) {
+                        Some((_, mask)) => *mask |= 1 << i,
+                        None => waf_group_names.push((name, 1 << i)),
+                    }
+                }
+                waf_groups.push(m.rule);
+            }
+            waf_labels = self
+                .match_rules(self.opt_table(waf, "waf", "label")?, "waf.label")?
+                .into_iter()
+                .map(|m| (m.rule, AnySubstring::new(&m.patterns)))
+                .collect();
             if let Some(v) = waf.get("rate_based") {
                 waf_rate_based = Some(self.rule(v, "waf.rate_based")?).filter(Rule::enabled);
             }
@@ -452,6 +471,7 @@ impl Cx<'_> {
             levels,
             waf_actions,
             waf_groups,
+            waf_group_names,
             waf_labels,
             waf_rate_based,
             ua,
