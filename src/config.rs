@@ -106,7 +106,9 @@ pub enum ConfigError {
         message: String,
     },
     /// `${VAR}` names an unset variable.
-    #[error("{path}: key `{key}`: environment variable {var} is not set (use ${{{var}:-default}} for a default)")]
+    #[error(
+        "{path}: key `{key}`: environment variable {var} is not set (use ${{{var}:-default}} for a default)"
+    )]
     Env {
         /// The config file.
         path: String,
@@ -140,10 +142,12 @@ impl Config {
 
     /// Parses config text; `path` only names it in errors.
     pub fn parse(text: &str, path: &str) -> Result<Config, ConfigError> {
-        let mut table: toml::Table = text.parse().map_err(|e: toml::de::Error| ConfigError::Syntax {
-            path: path.to_owned(),
-            message: e.to_string(),
-        })?;
+        let mut table: toml::Table =
+            text.parse()
+                .map_err(|e: toml::de::Error| ConfigError::Syntax {
+                    path: path.to_owned(),
+                    message: e.to_string(),
+                })?;
         for (key, value) in table.iter_mut() {
             expand_env(value, key, &|var, key| ConfigError::Env {
                 path: path.to_owned(),
@@ -151,11 +155,13 @@ impl Config {
                 var: var.to_owned(),
             })?;
         }
-        let config: Config = serde_path_to_error::deserialize(toml::Value::Table(table))
-            .map_err(|e| ConfigError::Key {
-                path: path.to_owned(),
-                key: e.path().to_string(),
-                message: e.inner().to_string(),
+        let config: Config =
+            serde_path_to_error::deserialize(toml::Value::Table(table)).map_err(|e| {
+                ConfigError::Key {
+                    path: path.to_owned(),
+                    key: e.path().to_string(),
+                    message: e.inner().to_string(),
+                }
             })?;
         config.check(path)?;
         Ok(config)
@@ -171,7 +177,13 @@ impl Config {
         if self.sources.is_empty() {
             return Err(invalid("source", "no [[source]] entry: add at least one"));
         }
-        if self.sources.iter().filter(|s| matches!(s, SourceConfig::Stdin(_))).count() > 1 {
+        if self
+            .sources
+            .iter()
+            .filter(|s| matches!(s, SourceConfig::Stdin(_)))
+            .count()
+            > 1
+        {
             return Err(invalid("source", "more than one stdin source"));
         }
         if self.pipeline.workers == Some(0) {
@@ -282,7 +294,10 @@ mod tests {
         unsafe { std::env::set_var("SECLAKE_TEST_LAKE", "/tmp/x") };
         let text = MINIMAL
             .replace("file:///abs/path/lake", "file://${SECLAKE_TEST_LAKE}/lake")
-            .replace("file:///abs/path/dlq", "file://${SECLAKE_TEST_UNSET:-/tmp/d}/dlq");
+            .replace(
+                "file:///abs/path/dlq",
+                "file://${SECLAKE_TEST_UNSET:-/tmp/d}/dlq",
+            );
         let cfg = Config::parse(&text, "c.toml").unwrap();
         assert_eq!(cfg.lake.url, "file:///tmp/x/lake");
         assert_eq!(cfg.dlq.url, "file:///tmp/d/dlq");
@@ -292,7 +307,10 @@ mod tests {
     fn an_unset_variable_names_the_key_and_the_variable() {
         let text = MINIMAL.replace("/abs/path/lake", "${SECLAKE_SURELY_UNSET}");
         let err = Config::parse(&text, "c.toml").unwrap_err().to_string();
-        assert!(err.contains("lake.url") && err.contains("SECLAKE_SURELY_UNSET"), "{err}");
+        assert!(
+            err.contains("lake.url") && err.contains("SECLAKE_SURELY_UNSET"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -313,7 +331,10 @@ mod tests {
     fn an_unknown_source_type_is_refused() {
         let text = MINIMAL.replace("type = \"file\"", "type = \"carrier-pigeon\"");
         let err = Config::parse(&text, "c.toml").unwrap_err().to_string();
-        assert!(err.contains("source") && err.contains("carrier-pigeon"), "{err}");
+        assert!(
+            err.contains("source") && err.contains("carrier-pigeon"),
+            "{err}"
+        );
     }
 
     #[test]

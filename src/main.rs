@@ -102,7 +102,8 @@ fn run(cli: Cli) -> Result<()> {
             print_summary(&summary);
             if let Some(path) = summary_json {
                 let json = serde_json::to_vec_pretty(&summary)?;
-                std::fs::write(&path, json).with_context(|| format!("writing {}", path.display()))?;
+                std::fs::write(&path, json)
+                    .with_context(|| format!("writing {}", path.display()))?;
             }
         }
         Command::Validate { config } => {
@@ -142,13 +143,15 @@ fn run(cli: Cli) -> Result<()> {
             }
         }
         Command::Demo { out, scale, date } => {
-            let date = date.unwrap_or_else(|| {
-                (chrono::Utc::now() - chrono::Duration::days(1)).date_naive()
-            });
+            let date = date
+                .unwrap_or_else(|| (chrono::Utc::now() - chrono::Duration::days(1)).date_naive());
             let demo = seclake::demo::run(&out, date, scale, progress)?;
             print_summary(&demo.summary);
             println!("lake:   {}/lake", out.display());
-            println!("config: {} (rerun with `seclake run --config …`)", demo.config.display());
+            println!(
+                "config: {} (rerun with `seclake run --config …`)",
+                demo.config.display()
+            );
         }
         Command::Schema => print!("{}", seclake_enrich::schema::schema_markdown()),
     }
@@ -156,7 +159,10 @@ fn run(cli: Cli) -> Result<()> {
 }
 
 fn print_summary(s: &RunSummary) {
-    println!("{:<8} {:>12} {:>12} {:>13} {:>10}", "source", "records", "events", "dead letters", "MB read");
+    println!(
+        "{:<8} {:>12} {:>12} {:>13} {:>10}",
+        "source", "records", "events", "dead letters", "MB read"
+    );
     for (name, c) in &s.sources {
         println!(
             "{:<8} {:>12} {:>12} {:>13} {:>10.1}",

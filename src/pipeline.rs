@@ -342,12 +342,20 @@ impl SinkStage {
         };
         self.lake.write(format, &events, &batch.ack).await?;
         if !parsed.rejects.is_empty() {
-            let reasons: Vec<String> = parsed.rejects.iter().map(|r| r.reason.to_string()).collect();
-            let letters = parsed.rejects.iter().zip(&reasons).map(|(r, reason)| DeadLetter {
-                position: batch.position(r.index),
-                reason,
-                raw: batch.record(r.index),
-            });
+            let reasons: Vec<String> = parsed
+                .rejects
+                .iter()
+                .map(|r| r.reason.to_string())
+                .collect();
+            let letters = parsed
+                .rejects
+                .iter()
+                .zip(&reasons)
+                .map(|(r, reason)| DeadLetter {
+                    position: batch.position(r.index),
+                    reason,
+                    raw: batch.record(r.index),
+                });
             self.dlq.write(format, letters, &batch.ack).await?;
         }
         let events = events.num_rows() as u64;

@@ -39,7 +39,10 @@ fn validate_names_the_bad_key() {
         .expect("runs");
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("source[0].format") || stderr.contains("waff"), "{stderr}");
+    assert!(
+        stderr.contains("source[0].format") || stderr.contains("waff"),
+        "{stderr}"
+    );
 }
 
 #[test]
@@ -72,7 +75,11 @@ fn free_port() -> u16 {
 fn get(port: u16, path: &str) -> Option<String> {
     let mut stream = TcpStream::connect(("127.0.0.1", port)).ok()?;
     stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    write!(stream, "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").ok()?;
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
     let mut body = String::new();
     stream.read_to_string(&mut body).ok()?;
     Some(body)
@@ -100,7 +107,11 @@ fn sigterm_while_following_commits_everything_read_and_exits_zero() {
         "[[source]]\ntype = \"file\"\nformat = \"app\"\nfollow = true\npath = \"{}/app.ndjson\"\n",
         dir.path().display()
     );
-    let config = write_config(dir.path(), &source, &format!("[metrics]\naddress = \"127.0.0.1:{port}\"\n"));
+    let config = write_config(
+        dir.path(),
+        &source,
+        &format!("[metrics]\naddress = \"127.0.0.1:{port}\"\n"),
+    );
     let summary = dir.path().join("summary.json");
     let mut child = Command::new(BIN)
         .args(["run", "--config"])
@@ -116,7 +127,8 @@ fn sigterm_while_following_commits_everything_read_and_exits_zero() {
     });
     assert!(healthy, "/healthz never answered");
     let all_processed = wait_for(Duration::from_secs(30), || {
-        get(port, "/metrics").is_some_and(|m| m.contains("seclake_events_total{source=\"app\"} 500"))
+        get(port, "/metrics")
+            .is_some_and(|m| m.contains("seclake_events_total{source=\"app\"} 500"))
     });
     assert!(all_processed, "the 500 events were never counted");
     // Following: nothing has been committed yet, the process is waiting for more.
@@ -158,7 +170,11 @@ fn sighup_reloads_geoip_without_losing_events() {
         log.display(),
         city.display()
     );
-    let config = write_config(dir.path(), &source, &format!("[metrics]\naddress = \"127.0.0.1:{port}\"\n"));
+    let config = write_config(
+        dir.path(),
+        &source,
+        &format!("[metrics]\naddress = \"127.0.0.1:{port}\"\n"),
+    );
     let summary = dir.path().join("summary.json");
     let mut child = Command::new(BIN)
         .args(["run", "--config"])
@@ -169,25 +185,46 @@ fn sighup_reloads_geoip_without_losing_events() {
         .spawn()
         .expect("starts");
     let metric = |text: &str| {
-        wait_for(Duration::from_secs(30), || get(port, "/metrics").is_some_and(|m| m.contains(text)))
+        wait_for(Duration::from_secs(30), || {
+            get(port, "/metrics").is_some_and(|m| m.contains(text))
+        })
     };
-    assert!(metric("seclake_events_total{source=\"app\"} 200"), "first 200 never counted");
+    assert!(
+        metric("seclake_events_total{source=\"app\"} 200"),
+        "first 200 never counted"
+    );
 
     // Replace the database the way geoipupdate does (new file, then rename), then SIGHUP.
     let staged = dir.path().join("city.mmdb.new");
     std::fs::copy(format!("{geo}/GeoLite2-City-Test.mmdb"), &staged).expect("copied");
     std::fs::rename(&staged, &city).expect("renamed");
-    let hup = Command::new("kill").args(["-HUP", &child.id().to_string()]).status().expect("kill");
+    let hup = Command::new("kill")
+        .args(["-HUP", &child.id().to_string()])
+        .status()
+        .expect("kill");
     assert!(hup.success());
-    assert!(metric("seclake_geoip_reloads_total{result=\"ok\"} 1"), "reload never counted");
+    assert!(
+        metric("seclake_geoip_reloads_total{result=\"ok\"} 1"),
+        "reload never counted"
+    );
 
     let more: Vec<String> = (200..300).map(app_line).collect();
-    let mut file = std::fs::OpenOptions::new().append(true).open(&log).expect("open");
-    file.write_all((more.join("\n") + "\n").as_bytes()).expect("appended");
+    let mut file = std::fs::OpenOptions::new()
+        .append(true)
+        .open(&log)
+        .expect("open");
+    file.write_all((more.join("\n") + "\n").as_bytes())
+        .expect("appended");
     drop(file);
-    assert!(metric("seclake_events_total{source=\"app\"} 300"), "appended lines never counted");
+    assert!(
+        metric("seclake_events_total{source=\"app\"} 300"),
+        "appended lines never counted"
+    );
 
-    let term = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().expect("kill");
+    let term = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .expect("kill");
     assert!(term.success());
     let mut status = None;
     let exited = wait_for(Duration::from_secs(30), || {

@@ -40,7 +40,10 @@ fn run_sample(format: Format) -> Golden {
 
     let sample = root().join(format!("fixtures/samples/{format}.ndjson"));
     let text = std::fs::read(&sample).expect("sample exists");
-    let lines: Vec<&[u8]> = text.split(|b| *b == b'\n').filter(|l| !l.is_empty()).collect();
+    let lines: Vec<&[u8]> = text
+        .split(|b| *b == b'\n')
+        .filter(|l| !l.is_empty())
+        .collect();
     let parsed = enricher
         .parse_records(format, lines.iter().map(|l| (*l, false)), 0)
         .expect("batch builds");

@@ -81,8 +81,16 @@ async fn lake_counts(dir: &Path) -> BTreeMap<String, i64> {
             .as_any()
             .downcast_ref::<datafusion::arrow::array::StringArray>()
             .expect("strings");
-        let n = b.column(1).as_any().downcast_ref::<datafusion::arrow::array::Int64Array>().expect("counts");
-        let ids = b.column(2).as_any().downcast_ref::<datafusion::arrow::array::Int64Array>().expect("counts");
+        let n = b
+            .column(1)
+            .as_any()
+            .downcast_ref::<datafusion::arrow::array::Int64Array>()
+            .expect("counts");
+        let ids = b
+            .column(2)
+            .as_any()
+            .downcast_ref::<datafusion::arrow::array::Int64Array>()
+            .expect("counts");
         for i in 0..b.num_rows() {
             out.insert(sources.value(i).to_owned(), n.value(i));
             out.insert(format!("{}_ids", sources.value(i)), ids.value(i));
@@ -101,7 +109,10 @@ fn dead_letter_lines(dir: &Path) -> Vec<seclake_sink::DeadLetterLine> {
                 stack.push(p);
             } else if p.extension().is_some_and(|e| e == "ndjson") {
                 let text = std::fs::read_to_string(&p).expect("readable");
-                out.extend(text.lines().map(|l| serde_json::from_str(l).expect("valid line")));
+                out.extend(
+                    text.lines()
+                        .map(|l| serde_json::from_str(l).expect("valid line")),
+                );
             }
         }
     }
@@ -122,10 +133,26 @@ async fn every_good_line_reaches_the_lake_and_every_bad_one_the_dead_letters() {
     let letters = dead_letter_lines(dir.path());
     for file in &generated.files {
         let good = (file.lines - file.malformed) as i64;
-        assert!(file.malformed > 0, "{} has malformed lines to test", file.format);
-        assert_eq!(counts[file.format], good, "{} rows in the lake", file.format);
-        assert_eq!(counts[&format!("{}_ids", file.format)], good, "{} event ids unique", file.format);
-        let dead = letters.iter().filter(|l| l.source.as_str() == file.format).count() as u64;
+        assert!(
+            file.malformed > 0,
+            "{} has malformed lines to test",
+            file.format
+        );
+        assert_eq!(
+            counts[file.format], good,
+            "{} rows in the lake",
+            file.format
+        );
+        assert_eq!(
+            counts[&format!("{}_ids", file.format)],
+            good,
+            "{} event ids unique",
+            file.format
+        );
+        let dead = letters
+            .iter()
+            .filter(|l| l.source.as_str() == file.format)
+            .count() as u64;
         assert_eq!(dead, file.malformed, "{} dead letters", file.format);
         let s = summary.sources[file.format];
         assert_eq!((s.events, s.dead_letters), (good as u64, file.malformed));
@@ -135,7 +162,10 @@ async fn every_good_line_reaches_the_lake_and_every_bad_one_the_dead_letters() {
         let origin = letter.position["origin"].as_str().expect("origin");
         let line = letter.position["line"].as_u64().expect("line") as usize;
         let bytes = std::fs::read(origin).expect("source file");
-        let original = bytes.split(|b| *b == b'\n').nth(line - 1).expect("line exists");
+        let original = bytes
+            .split(|b| *b == b'\n')
+            .nth(line - 1)
+            .expect("line exists");
         assert_eq!(letter.raw_bytes().expect("raw"), original);
         assert!(letter.reason.starts_with("invalid"), "{}", letter.reason);
     }
@@ -148,15 +178,24 @@ async fn gzip_input_gives_the_same_lake_as_plain() {
     let gz_dir = tempfile::tempdir().expect("tempdir");
     gen_logs(plain_dir.path(), 0.01, false);
     gen_logs(gz_dir.path(), 0.01, true);
-    let (a, b) = (config(plain_dir.path(), false, ""), config(gz_dir.path(), true, ""));
+    let (a, b) = (
+        config(plain_dir.path(), false, ""),
+        config(gz_dir.path(), true, ""),
+    );
     let (sa, sb) = tokio::task::spawn_blocking(move || {
-        (run(&a, &RunOptions::default()), run(&b, &RunOptions::default()))
+        (
+            run(&a, &RunOptions::default()),
+            run(&b, &RunOptions::default()),
+        )
     })
     .await
     .expect("joined");
     let (sa, sb) = (sa.expect("plain runs"), sb.expect("gzip runs"));
     assert_eq!(sa.sources, sb.sources);
-    assert_eq!(lake_counts(plain_dir.path()).await, lake_counts(gz_dir.path()).await);
+    assert_eq!(
+        lake_counts(plain_dir.path()).await,
+        lake_counts(gz_dir.path()).await
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -181,7 +220,11 @@ async fn scores_are_the_same_on_every_run_whatever_the_worker_count() {
         let run_dir = dir.path().join(format!("run{i}"));
         std::fs::create_dir_all(&run_dir).expect("mkdir");
         std::os::unix::fs::symlink(dir.path().join("logs"), run_dir.join("logs")).expect("symlink");
-        let cfg = config(&run_dir, false, &format!("[pipeline]\nworkers = {workers}\nqueue = 2"));
+        let cfg = config(
+            &run_dir,
+            false,
+            &format!("[pipeline]\nworkers = {workers}\nqueue = 2"),
+        );
         tokio::task::spawn_blocking(move || run(&cfg, &RunOptions::default()))
             .await
             .expect("joined")
@@ -206,6 +249,9 @@ async fn scores_are_the_same_on_every_run_whatever_the_worker_count() {
             .to_string();
         scores.push(text);
     }
-    assert!(scores[0].contains("window."), "window rules fire on the fixture's attackers");
+    assert!(
+        scores[0].contains("window."),
+        "window rules fire on the fixture's attackers"
+    );
     assert_eq!(scores[0], scores[1]);
 }

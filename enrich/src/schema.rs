@@ -17,9 +17,7 @@ use arrow::datatypes::{Field, Schema, SchemaRef};
 use arrow::error::ArrowError;
 use serde::{Deserialize, Serialize};
 
-use column::{
-    Column, I32, OptF64, OptI32, OptI64, OptText, Text, TextList, TextMap, Timestamp,
-};
+use column::{Column, I32, OptF64, OptI32, OptI64, OptText, Text, TextList, TextMap, Timestamp};
 
 /// Errors reading events back from Arrow.
 #[derive(Debug, thiserror::Error)]
@@ -151,7 +149,10 @@ pub fn events_to_batch(events: &[Event]) -> Result<RecordBatch, SchemaError> {
 pub fn schema_markdown() -> String {
     let mut out = String::from("| column | type | nullable | meaning |\n|---|---|---|---|\n");
     for field in event_schema().fields() {
-        let doc = field.metadata().get("description").map_or("", String::as_str);
+        let doc = field
+            .metadata()
+            .get("description")
+            .map_or("", String::as_str);
         out.push_str(&format!(
             "| `{}` | `{}` | {} | {} |\n",
             field.name(),
@@ -170,11 +171,7 @@ pub fn column_index(name: &str) -> Option<usize> {
 
 /// The threat columns' positions; the sequential scoring stage rewrites them.
 pub(crate) fn threat_columns() -> [usize; 3] {
-    [
-        COLUMNS.len() - 3,
-        COLUMNS.len() - 2,
-        COLUMNS.len() - 1,
-    ]
+    [COLUMNS.len() - 3, COLUMNS.len() - 2, COLUMNS.len() - 1]
 }
 
 event_schema! {

@@ -7,9 +7,7 @@
 
 use std::sync::Arc;
 
-use arrow::array::{
-    ArrayRef, AsArray, Int32Builder, ListBuilder, RecordBatch, StringBuilder,
-};
+use arrow::array::{ArrayRef, AsArray, Int32Builder, ListBuilder, RecordBatch, StringBuilder};
 use arrow::datatypes::Int32Type;
 
 use crate::parse::Parsed;

@@ -12,7 +12,11 @@ use seclake_ingest::Format;
 fn parse(format: Format, lines: &[&[u8]]) -> Parsed {
     let mut enricher = Enricher::new(None, Arc::new(ThreatEngine::defaults()));
     enricher
-        .parse_records(format, lines.iter().map(|l| (*l, false)), 1_700_000_000_000_000)
+        .parse_records(
+            format,
+            lines.iter().map(|l| (*l, false)),
+            1_700_000_000_000_000,
+        )
         .expect("batch builds")
 }
 
@@ -32,8 +36,14 @@ fn waf_fields_land_in_their_columns_and_secrets_are_redacted() {
     assert_eq!(e.client_ip.as_deref(), Some("81.2.69.142"));
     assert_eq!(e.action.as_deref(), Some("BLOCK"));
     assert_eq!(e.rule.as_deref(), Some("AWS-AWSManagedRulesSQLiRuleSet"));
-    assert_eq!(e.waf_terminating_rule_type.as_deref(), Some("MANAGED_RULE_GROUP"));
-    assert_eq!(e.waf_rule_groups, vec!["AWS#AWSManagedRulesSQLiRuleSet".to_owned()]);
+    assert_eq!(
+        e.waf_terminating_rule_type.as_deref(),
+        Some("MANAGED_RULE_GROUP")
+    );
+    assert_eq!(
+        e.waf_rule_groups,
+        vec!["AWS#AWSManagedRulesSQLiRuleSet".to_owned()]
+    );
     assert_eq!(
         e.waf_labels,
         vec!["awswaf:managed:aws:sql-database:SQLi_QueryArguments".to_owned()]
@@ -67,7 +77,10 @@ fn waf_dash_country_is_null_and_ipv6_is_canonical() {
 #[test]
 fn the_same_record_always_gets_the_same_id_and_another_record_another() {
     let other = WAF_BLOCK.replace("req-1", "req-2");
-    let a = events(&parse(Format::Waf, &[WAF_BLOCK.as_bytes(), other.as_bytes()]));
+    let a = events(&parse(
+        Format::Waf,
+        &[WAF_BLOCK.as_bytes(), other.as_bytes()],
+    ));
     let b = events(&parse(Format::Waf, &[WAF_BLOCK.as_bytes()]));
     assert_eq!(a[0].event_id, b[0].event_id);
     assert_ne!(a[0].event_id, a[1].event_id);
@@ -115,7 +128,11 @@ fn a_leaked_access_key_in_an_app_log_is_critical() {
     let line = br#"{"ts":"2026-11-25T10:00:00Z","method":"GET","status":500,"path":"/x","error":"s3 call failed with key AKIAIOSFODNN7EXAMPLE"}"#;
     let e = &events(&parse(Format::App, &[line]))[0];
     assert_eq!(e.threat_level, "critical");
-    assert!(e.threat_reasons.iter().any(|r| r.contains("leaked")), "{:?}", e.threat_reasons);
+    assert!(
+        e.threat_reasons.iter().any(|r| r.contains("leaked")),
+        "{:?}",
+        e.threat_reasons
+    );
 }
 
 #[test]
@@ -134,7 +151,11 @@ fn bad_records_are_rejected_with_a_reason_and_their_index() {
     let indexes: Vec<usize> = parsed.rejects.iter().map(|r| r.index).collect();
     assert_eq!(indexes, vec![1, 2, 3, 4, 5]);
     for r in &parsed.rejects {
-        assert!(matches!(r.reason, ParseError::Json { .. }), "{:?}", r.reason);
+        assert!(
+            matches!(r.reason, ParseError::Json { .. }),
+            "{:?}",
+            r.reason
+        );
         assert!(r.reason.to_string().starts_with("invalid waf record"));
     }
 }
@@ -144,7 +165,10 @@ fn a_bad_timestamp_string_is_rejected_naming_the_field() {
     let line = br#"{"ts":"not-a-time","method":"GET","status":200}"#;
     let parsed = parse(Format::App, &[line]);
     let reason = parsed.rejects[0].reason.to_string();
-    assert!(reason.contains("`ts`") && reason.contains("not-a-time"), "{reason}");
+    assert!(
+        reason.contains("`ts`") && reason.contains("not-a-time"),
+        "{reason}"
+    );
 }
 
 #[test]

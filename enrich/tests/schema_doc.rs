@@ -15,7 +15,11 @@ fn docs_schema_md_lists_exactly_the_columns_the_code_defines() {
 #[test]
 fn every_column_has_a_description() {
     for field in event_schema().fields() {
-        let doc = field.metadata().get("description").map(String::as_str).unwrap_or("");
+        let doc = field
+            .metadata()
+            .get("description")
+            .map(String::as_str)
+            .unwrap_or("");
         assert!(doc.len() > 10, "column {} has no description", field.name());
     }
     assert_eq!(COLUMNS.len(), event_schema().fields().len());

@@ -730,56 +730,6 @@ points = 40
         assert!(toml::from_str::<Root>("[threat]\nrulez = \"x\"\n").is_err());
     }
 
-    /// `cargo test --release -p seclake-enrich --test threat -- --ignored --nocapture`
-    #[test]
-    #[ignore = "timing; run in release"]
-    fn assess_cost() {
-        let dir = tempfile::tempdir().unwrap();
-        let e = intel_engine(dir.path());
-        let groups = [
-            "AWS#AWSManagedRulesCommonRuleSet",
-            "AWS#AWSManagedRulesSQLiRuleSet",
-        ];
-        let labels = ["awswaf:managed:aws:sql-database:SQLi_QueryArguments"];
-        let chrome = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 \
-                      (KHTML, like Gecko) Chrome/124.0.0.0 Safari/537.36";
-        let benign = Signals {
-            client_ip: Some(ip("198.51.100.99")),
-            waf_action: Some("ALLOW"),
-            user_agent: Some(chrome),
-            ..Signals::default()
-        };
-        let attack = Signals {
-            waf_action: Some("BLOCK"),
-            rule_groups: &groups,
-            labels: &labels,
-            ..benign
-        };
-        let app = Signals {
-            source: Source::App,
-            status: Some(200),
-            text: br#"{"ts":"2024-05-01T00:00:00Z","method":"GET","route":"/api/orders","status":200,"client_ip":"198.51.100.99","msg":"ok","duration_ms":12}"#,
-            ..benign
-        };
-        for (name, s) in [
-            ("benign WAF", benign),
-            ("blocked SQLi", attack),
-            ("app", app),
-        ] {
-            let n = 2_000_000u32;
-            let start = std::time::Instant::now();
-            let mut total = 0u64;
-            for _ in 0..n {
-                total += u64::from(std::hint::black_box(e.assess(std::hint::black_box(&s))).score);
-            }
-            let ns = start.elapsed().as_nanos() as f64 / f64::from(n);
-            println!(
-                "assess {name}: {ns:.1} ns/event (score {})",
-                total / u64::from(n)
-            );
-        }
-    }
-
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(64))]
 

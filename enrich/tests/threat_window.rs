@@ -331,34 +331,4 @@ mod threat_windows {
             }
         }
     }
-
-    /// `cargo test --release -p seclake-enrich --test threat_window -- --ignored --nocapture`
-    #[test]
-    #[ignore = "timing; run in release"]
-    fn observe_cost_for_a_hot_ip() {
-        let e = ThreatEngine::defaults();
-        let mut w = e.windows();
-        let a = ip("203.0.113.77");
-        let n = 10_000_000i64;
-        let start = std::time::Instant::now();
-        let mut fired = 0usize;
-        for i in 0..n {
-            let f = w.observe(a, T0 + i * 1_000, i % 4 == 0, (i % 64) as u64);
-            fired += f.reasons().len();
-        }
-        let hot = start.elapsed().as_nanos() as f64 / n as f64;
-
-        let ips: Vec<IpAddr> = (0..50_000u32)
-            .map(|i| IpAddr::V4(Ipv4Addr::from(i.wrapping_mul(2_654_435_761))))
-            .collect();
-        let start = std::time::Instant::now();
-        for i in 0..n {
-            let f = w.observe(ips[i as usize % ips.len()], T0 + i * 1_000, false, i as u64);
-            fired += f.reasons().len();
-        }
-        let spread = start.elapsed().as_nanos() as f64 / n as f64;
-        println!(
-            "observe: hot IP {hot:.1} ns/event, 50k IPs {spread:.1} ns/event ({fired} reasons)"
-        );
-    }
 }

@@ -147,7 +147,8 @@ impl FileConfig {
                 origin: origin.to_string(),
                 source,
             })?;
-            let mut lines = LineReader::new(reader, origin, self.batch_bytes, self.max_record_bytes);
+            let mut lines =
+                LineReader::new(reader, origin, self.batch_bytes, self.max_record_bytes);
             lines.follow = self.follow;
             let s = lines.send_all(self.format, tx, shutdown, pending)?;
             stats.records += s.records;
@@ -170,8 +171,13 @@ impl StdinConfig {
         pending: &mut Pending,
     ) -> Result<ReadStats, SourceError> {
         let stdin = io::stdin().lock();
-        LineReader::new(stdin, "stdin".into(), self.batch_bytes, self.max_record_bytes)
-            .send_all(self.format, tx, shutdown, pending)
+        LineReader::new(
+            stdin,
+            "stdin".into(),
+            self.batch_bytes,
+            self.max_record_bytes,
+        )
+        .send_all(self.format, tx, shutdown, pending)
     }
 }
 
@@ -442,7 +448,10 @@ mod tests {
         let batches: Vec<Batch> = rx.iter().collect();
         assert!(batches[0].origin.ends_with("a.ndjson"));
         assert_eq!(batches[1].record(1), b"{\"b\":2}");
-        assert_eq!(batches[1].position(1).to_string(), format!("{}:2", batches[1].origin));
+        assert_eq!(
+            batches[1].position(1).to_string(),
+            format!("{}:2", batches[1].origin)
+        );
         drop(batches);
         assert_eq!(pending.wait_all(), 0);
     }

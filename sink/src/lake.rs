@@ -25,8 +25,8 @@ use seclake_enrich::schema::{column_index, event_schema};
 use seclake_ingest::{Ack, Format};
 use serde::Deserialize;
 
-use crate::store::{Location, S3Options};
 use crate::SinkError;
+use crate::store::{Location, S3Options};
 
 /// `[lake]`: where and how events are written.
 #[derive(Debug, Clone, Deserialize)]
@@ -178,7 +178,9 @@ impl LakeWriter {
         let props = props.build();
         let schema = event_schema();
         let source = column_index("source").ok_or(SinkError::Schema("no source column"))?;
-        let file_columns: Vec<usize> = (0..schema.fields().len()).filter(|i| *i != source).collect();
+        let file_columns: Vec<usize> = (0..schema.fields().len())
+            .filter(|i| *i != source)
+            .collect();
         let file_schema = Arc::new(schema.project(&file_columns).map_err(SinkError::Arrow)?);
         Ok(LakeWriter {
             location,
@@ -210,7 +212,9 @@ impl LakeWriter {
         if batch.num_rows() == 0 {
             return Ok(());
         }
-        let batch = batch.project(&self.file_columns).map_err(SinkError::Arrow)?;
+        let batch = batch
+            .project(&self.file_columns)
+            .map_err(SinkError::Arrow)?;
         for (hour, part) in split_by_hour(&batch, self.ts_column)? {
             let key = PartitionKey { source, hour };
             self.append(key, &part, ack).await?;
@@ -417,7 +421,8 @@ fn split_by_hour(
     groups
         .into_iter()
         .map(|(h, rows)| {
-            let part = take_record_batch(batch, &UInt32Array::from(rows)).map_err(SinkError::Arrow)?;
+            let part =
+                take_record_batch(batch, &UInt32Array::from(rows)).map_err(SinkError::Arrow)?;
             Ok((h, part))
         })
         .collect()

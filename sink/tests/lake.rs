@@ -5,7 +5,9 @@ use datafusion::prelude::{ParquetReadOptions, SessionContext};
 use proptest::prelude::*;
 use seclake_enrich::schema::{Event, events_to_batch};
 use seclake_ingest::{Ack, AckStatus, Format};
-use seclake_sink::{DeadLetter, DeadLetterConfig, DeadLetterLine, DeadLetterWriter, LakeConfig, LakeWriter};
+use seclake_sink::{
+    DeadLetter, DeadLetterConfig, DeadLetterLine, DeadLetterWriter, LakeConfig, LakeWriter,
+};
 
 const HOUR_US: i64 = 3_600_000_000;
 /// 2026-11-25T00:00:00Z in µs.
@@ -48,15 +50,31 @@ async fn rows_land_in_hive_partitions_by_event_hour_and_datafusion_reads_them() 
     let dir = tempfile::tempdir().unwrap();
     let url = format!("file://{}", dir.path().display());
     let mut lake = LakeWriter::open(&LakeConfig::new(&url)).await.unwrap();
-    let waf: Vec<Event> = (0..100).map(|i| event(i, "waf", DAY_US + i * HOUR_US / 50)).collect();
-    let app: Vec<Event> = (0..10).map(|i| event(1000 + i, "app", DAY_US + 23 * HOUR_US + i)).collect();
+    let waf: Vec<Event> = (0..100)
+        .map(|i| event(i, "waf", DAY_US + i * HOUR_US / 50))
+        .collect();
+    let app: Vec<Event> = (0..10)
+        .map(|i| event(1000 + i, "app", DAY_US + 23 * HOUR_US + i))
+        .collect();
     let (ack, mut waiter) = Ack::new();
-    lake.write(Format::Waf, &events_to_batch(&waf).unwrap(), &ack).await.unwrap();
-    lake.write(Format::App, &events_to_batch(&app).unwrap(), &ack).await.unwrap();
+    lake.write(Format::Waf, &events_to_batch(&waf).unwrap(), &ack)
+        .await
+        .unwrap();
+    lake.write(Format::App, &events_to_batch(&app).unwrap(), &ack)
+        .await
+        .unwrap();
     drop(ack);
 
-    assert!(files_under(dir.path()).iter().all(|f| !f.ends_with(".parquet")));
-    assert_eq!(waiter.try_status(), None, "acknowledged before any file was committed");
+    assert!(
+        files_under(dir.path())
+            .iter()
+            .all(|f| !f.ends_with(".parquet"))
+    );
+    assert_eq!(
+        waiter.try_status(),
+        None,
+        "acknowledged before any file was committed"
+    );
     lake.close_all().await.unwrap();
     assert_eq!(waiter.try_status(), Some(AckStatus::Delivered));
 
@@ -83,7 +101,9 @@ async fn rows_land_in_hive_partitions_by_event_hour_and_datafusion_reads_them() 
         .collect()
         .await
         .unwrap();
-    let text = arrow::util::pretty::pretty_format_batches(&batches).unwrap().to_string();
+    let text = arrow::util::pretty::pretty_format_batches(&batches)
+        .unwrap()
+        .to_string();
     assert!(text.contains("| app    | 23   | 10 |"), "{text}");
     assert!(text.contains("| waf    | 00   | 50 |"), "{text}");
     assert!(text.contains("| waf    | 01   | 50 |"), "{text}");
@@ -95,7 +115,10 @@ async fn rows_land_in_hive_partitions_by_event_hour_and_datafusion_reads_them() 
         .collect()
         .await
         .unwrap();
-    let back: Vec<Event> = batches.iter().flat_map(|b| Event::from_batch(b).unwrap()).collect();
+    let back: Vec<Event> = batches
+        .iter()
+        .flat_map(|b| Event::from_batch(b).unwrap())
+        .collect();
     assert_eq!(back, waf);
 }
 
@@ -108,8 +131,12 @@ async fn files_roll_by_size() {
     let mut lake = LakeWriter::open(&cfg).await.unwrap();
     let (ack, waiter) = Ack::new();
     for chunk in 0..3 {
-        let events: Vec<Event> = (0..20).map(|i| event(chunk * 20 + i, "waf", DAY_US + i)).collect();
-        lake.write(Format::Waf, &events_to_batch(&events).unwrap(), &ack).await.unwrap();
+        let events: Vec<Event> = (0..20)
+            .map(|i| event(chunk * 20 + i, "waf", DAY_US + i))
+            .collect();
+        lake.write(Format::Waf, &events_to_batch(&events).unwrap(), &ack)
+            .await
+            .unwrap();
     }
     drop(ack);
     // Every write crossed the 1-byte limit, so each batch is in its own committed file.
@@ -137,18 +164,27 @@ async fn a_missing_local_root_is_created_and_a_bad_scheme_is_refused() {
 #[tokio::test]
 async fn dead_letters_keep_raw_bytes_reason_and_position() {
     let dir = tempfile::tempdir().unwrap();
-    let mut dlq = DeadLetterWriter::open(&DeadLetterConfig::new(format!("file://{}", dir.path().display())))
-        .await
-        .unwrap();
+    let mut dlq = DeadLetterWriter::open(&DeadLetterConfig::new(format!(
+        "file://{}",
+        dir.path().display()
+    )))
+    .await
+    .unwrap();
     let (ack, mut waiter) = Ack::new();
     let letters = vec![
         DeadLetter {
-            position: seclake_ingest::Position::Line { origin: "logs/waf.ndjson".into(), line: 7 },
+            position: seclake_ingest::Position::Line {
+                origin: "logs/waf.ndjson".into(),
+                line: 7,
+            },
             reason: "invalid waf record: EOF",
             raw: b"{\"timestamp\":",
         },
         DeadLetter {
-            position: seclake_ingest::Position::Line { origin: "logs/waf.ndjson".into(), line: 9 },
+            position: seclake_ingest::Position::Line {
+                origin: "logs/waf.ndjson".into(),
+                line: 9,
+            },
             reason: "invalid waf record: not UTF-8",
             raw: b"\xff\xfe{",
         },
@@ -163,7 +199,10 @@ async fn dead_letters_keep_raw_bytes_reason_and_position() {
     assert_eq!(files.len(), 1);
     assert!(files[0].starts_with("source=waf/dt="), "{files:?}");
     let text = std::fs::read_to_string(dir.path().join(&files[0])).unwrap();
-    let lines: Vec<DeadLetterLine> = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let lines: Vec<DeadLetterLine> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
     assert_eq!(lines[0].raw_bytes().unwrap(), b"{\"timestamp\":");
     assert_eq!(lines[0].position["line"], 7);
     assert_eq!(lines[0].position["origin"], "logs/waf.ndjson");
@@ -234,12 +273,18 @@ fn the_file_schema_is_the_event_schema_without_the_partition_column() {
     let rt = tokio::runtime::Runtime::new().unwrap();
     let dir = tempfile::tempdir().unwrap();
     let lake = rt
-        .block_on(LakeWriter::open(&LakeConfig::new(format!("file://{}", dir.path().display()))))
+        .block_on(LakeWriter::open(&LakeConfig::new(format!(
+            "file://{}",
+            dir.path().display()
+        ))))
         .unwrap();
     let schema = lake.file_schema();
     assert!(schema.field_with_name("source").is_err());
     assert!(schema.field_with_name("event_id").is_ok());
-    assert_eq!(schema.fields().len(), seclake_enrich::schema::COLUMNS.len() - 1);
+    assert_eq!(
+        schema.fields().len(),
+        seclake_enrich::schema::COLUMNS.len() - 1
+    );
 }
 
 #[tokio::test]
@@ -250,16 +295,30 @@ async fn files_of_hours_left_behind_are_committed_and_open_files_are_capped() {
     let mut lake = LakeWriter::open(&cfg).await.unwrap();
     let (ack, mut waiter) = Ack::new();
     for hour in 0..6 {
-        let events: Vec<Event> = (0..5).map(|i| event(hour * 10 + i, "waf", DAY_US + hour * HOUR_US + i)).collect();
-        lake.write(Format::Waf, &events_to_batch(&events).unwrap(), &ack).await.unwrap();
+        let events: Vec<Event> = (0..5)
+            .map(|i| event(hour * 10 + i, "waf", DAY_US + hour * HOUR_US + i))
+            .collect();
+        lake.write(Format::Waf, &events_to_batch(&events).unwrap(), &ack)
+            .await
+            .unwrap();
         // Only the newest hour and the one before it stay open.
-        assert!(lake.open_files() <= 2, "{} files open at hour {hour}", lake.open_files());
+        assert!(
+            lake.open_files() <= 2,
+            "{} files open at hour {hour}",
+            lake.open_files()
+        );
     }
     assert_eq!(lake.stats().files, 4);
     for (i, source) in ["app", "falco"].into_iter().enumerate() {
         let events = vec![event(100 + i as i64, source, DAY_US)];
-        let format = if source == "app" { Format::App } else { Format::Falco };
-        lake.write(format, &events_to_batch(&events).unwrap(), &ack).await.unwrap();
+        let format = if source == "app" {
+            Format::App
+        } else {
+            Format::Falco
+        };
+        lake.write(format, &events_to_batch(&events).unwrap(), &ack)
+            .await
+            .unwrap();
         assert!(lake.open_files() <= 2);
     }
     drop(ack);

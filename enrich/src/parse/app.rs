@@ -45,7 +45,11 @@ struct AccessLog<'a> {
     msg: Option<Str<'a>>,
 }
 
-pub(super) fn parse(raw: &[u8], em: &mut Emitter, out: &mut EventBuilder) -> Result<(), ParseError> {
+pub(super) fn parse(
+    raw: &[u8],
+    em: &mut Emitter,
+    out: &mut EventBuilder,
+) -> Result<(), ParseError> {
     let log: AccessLog<'_> = sonic_rs::from_slice(raw).map_err(|e| em.json_error(e))?;
     let ts =
         rfc3339_micros(log.ts.as_str()).ok_or_else(|| em.timestamp_error("ts", log.ts.as_str()))?;

@@ -51,7 +51,11 @@ struct OutputFields<'a> {
     remote_ip: Option<Str<'a>>,
 }
 
-pub(super) fn parse(raw: &[u8], em: &mut Emitter, out: &mut EventBuilder) -> Result<(), ParseError> {
+pub(super) fn parse(
+    raw: &[u8],
+    em: &mut Emitter,
+    out: &mut EventBuilder,
+) -> Result<(), ParseError> {
     let alert: Alert<'_> = sonic_rs::from_slice(raw).map_err(|e| em.json_error(e))?;
     let ts = rfc3339_micros(alert.time.as_str())
         .ok_or_else(|| em.timestamp_error("time", alert.time.as_str()))?;

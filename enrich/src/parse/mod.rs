@@ -18,7 +18,7 @@ use arrow::array::RecordBatch;
 use seclake_ingest::{Batch, Format};
 use xxhash_rust::xxh3::xxh3_128_with_seed;
 
-use crate::geoip::{GeoIp, GeoInfo, GeoLookup, classify};
+use crate::geoip::{GeoInfo, GeoIp, GeoLookup, classify};
 use crate::schema::{EventBuilder, EventRow, SchemaError};
 use crate::threat::{Signals, ThreatEngine, ThreatLevel};
 
@@ -117,7 +117,11 @@ impl Enricher {
 
     /// Parses every record of `batch`; `ingest_ts` (µs) stamps each event.
     pub fn parse_batch(&mut self, batch: &Batch, ingest_ts: i64) -> Result<Parsed, SchemaError> {
-        self.parse_records(batch.format, batch.iter().map(|(raw, r)| (raw, r.truncated)), ingest_ts)
+        self.parse_records(
+            batch.format,
+            batch.iter().map(|(raw, r)| (raw, r.truncated)),
+            ingest_ts,
+        )
     }
 
     /// Parses raw records of one format (`(bytes, truncated)` pairs).
@@ -195,7 +199,9 @@ impl Hex32 {
 
 /// The deterministic event id of a raw record of `format`.
 pub fn event_id(format: Format, raw: &[u8]) -> String {
-    Hex32::new(xxh3_128_with_seed(raw, format as u64)).as_str().to_owned()
+    Hex32::new(xxh3_128_with_seed(raw, format as u64))
+        .as_str()
+        .to_owned()
 }
 
 impl Emitter {
@@ -253,7 +259,9 @@ impl Emitter {
             ip: addr,
             ts_us: row.ts,
             blocked,
-            uri_hash: row.uri.map_or(0, |u| xxhash_rust::xxh3::xxh3_64(u.as_bytes())),
+            uri_hash: row
+                .uri
+                .map_or(0, |u| xxhash_rust::xxh3::xxh3_64(u.as_bytes())),
             score: assessment.score,
             level: assessment.level,
         });

@@ -106,7 +106,11 @@ const REDACTED_HEADERS: [&str; 5] = [
 ];
 const REDACTED: &str = "[REDACTED]";
 
-pub(super) fn parse(raw: &[u8], em: &mut Emitter, out: &mut EventBuilder) -> Result<(), ParseError> {
+pub(super) fn parse(
+    raw: &[u8],
+    em: &mut Emitter,
+    out: &mut EventBuilder,
+) -> Result<(), ParseError> {
     let log: WafLog<'_> = sonic_rs::from_slice(raw).map_err(|e| em.json_error(e))?;
     let req = &log.http_request;
     let ts = log
@@ -143,7 +147,12 @@ pub(super) fn parse(raw: &[u8], em: &mut Emitter, out: &mut EventBuilder) -> Res
         })
         .filter_map(|g| opt(&g.rule_group_id))
         .collect();
-    let labels: Vec<&str> = log.labels.iter().flatten().map(|l| l.name.as_str()).collect();
+    let labels: Vec<&str> = log
+        .labels
+        .iter()
+        .flatten()
+        .map(|l| l.name.as_str())
+        .collect();
     let terminating_type = opt(&log.terminating_rule_type);
     let rate_based = if terminating_type == Some("RATE_BASED") {
         opt(&log.terminating_rule_id)
@@ -192,7 +201,14 @@ pub(super) fn parse(raw: &[u8], em: &mut Emitter, out: &mut EventBuilder) -> Res
         ..Signals::default()
     };
     let blocked = action == "BLOCK";
-    em.emit(out, raw, row, signals, Some(req.client_ip.as_str()), blocked);
+    em.emit(
+        out,
+        raw,
+        row,
+        signals,
+        Some(req.client_ip.as_str()),
+        blocked,
+    );
     Ok(())
 }
 

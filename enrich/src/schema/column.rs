@@ -187,9 +187,30 @@ macro_rules! primitive_column {
     };
 }
 
-primitive_column!(OptI32, i32, Int32Type, Int32Builder, DataType::Int32, nullable);
-primitive_column!(OptI64, i64, Int64Type, Int64Builder, DataType::Int64, nullable);
-primitive_column!(OptF64, f64, Float64Type, Float64Builder, DataType::Float64, nullable);
+primitive_column!(
+    OptI32,
+    i32,
+    Int32Type,
+    Int32Builder,
+    DataType::Int32,
+    nullable
+);
+primitive_column!(
+    OptI64,
+    i64,
+    Int64Type,
+    Int64Builder,
+    DataType::Int64,
+    nullable
+);
+primitive_column!(
+    OptF64,
+    f64,
+    Float64Type,
+    Float64Builder,
+    DataType::Float64,
+    nullable
+);
 
 impl Column for I32 {
     type Ref<'a> = i32;
@@ -273,7 +294,10 @@ impl Column for TextList {
         }
         let list = a.as_list::<i32>().value(i);
         let items = list.as_string::<i32>();
-        items.iter().map(|s| s.unwrap_or_default().to_owned()).collect()
+        items
+            .iter()
+            .map(|s| s.unwrap_or_default().to_owned())
+            .collect()
     }
 }
 

@@ -11,7 +11,6 @@ use super::ThreatError;
 use super::rules::Rule;
 
 /// One loaded list.
-#[derive(Debug)]
 pub(crate) struct IntelList {
     pub rule: Rule,
     entries: usize,
@@ -98,6 +97,16 @@ impl IntelList {
     /// Ranges left after merging overlapping and adjacent entries.
     pub(crate) fn ranges(&self) -> usize {
         self.v4.len() + self.v6.len()
+    }
+}
+
+impl std::fmt::Debug for IntelList {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("IntelList")
+            .field("rule", &self.rule)
+            .field("entries", &self.entries)
+            .field("ranges", &self.ranges())
+            .finish_non_exhaustive()
     }
 }
 
