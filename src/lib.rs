@@ -3,6 +3,7 @@
 
 pub mod config;
 pub mod demo;
+pub mod lanes;
 pub mod metrics;
 pub mod pipeline;
 pub mod signals;

@@ -1,9 +1,9 @@
 //! Wires sources → parse/enrich workers → window scoring → sinks.
 //!
 //! ```text
-//! source threads ──Batch──▶ workers (parse, GeoIP, per-event rules) ──▶ sink stage
-//!   (one per [[source]])      (N threads, any order)                    (in order: windows,
-//!        ▲                                                               lake, dead letters)
+//! source threads ──Batch──▶ workers (parse, GeoIP, ──▶ scoring stage ──▶ lake lanes
+//!   (one per [[source]])      per-event rules)         (in order: windows,   (a thread per format:
+//!        ▲                    N threads, any order      dead letters)         Parquet encode, upload)
 //!        └──────────── Ack: resolves when every file holding the batch is committed
 //! ```
 //! Channels are bounded, so a slow sink slows the sources instead of filling
@@ -27,10 +27,11 @@ use seclake_enrich::threat::ThreatEngine;
 use seclake_ingest::file::{Pending, ReadStats};
 use seclake_ingest::{Batch, Format, SourceError};
 use seclake_sink::dead_letter::DeadLetterStats;
-use seclake_sink::{DeadLetter, DeadLetterWriter, LakeStats, LakeWriter};
+use seclake_sink::{DeadLetter, DeadLetterWriter, LakeStats};
 use serde::Serialize;
 
 use crate::config::{Config, SourceConfig};
+use crate::lanes::Lanes;
 
 /// How a run behaves beyond its config.
 #[derive(Debug, Clone, Default)]
@@ -114,11 +115,11 @@ pub fn run(cfg: &Config, opts: &RunOptions) -> Result<RunSummary> {
         .enable_all()
         .build()
         .context("starting the I/O runtime")?;
-    let (lake, dlq) = rt.block_on(async {
-        let lake = LakeWriter::open(&cfg.lake).await.context("[lake]")?;
-        let dlq = DeadLetterWriter::open(&cfg.dlq).await.context("[dlq]")?;
-        anyhow::Ok((lake, dlq))
-    })?;
+    let formats: Vec<Format> = cfg.sources.iter().map(SourceConfig::format).collect();
+    let lanes = Lanes::start(&cfg.lake, &formats, rt.handle())?;
+    let dlq = rt
+        .block_on(DeadLetterWriter::open(&cfg.dlq))
+        .context("[dlq]")?;
 
     let shutdown = Arc::new(AtomicBool::new(false));
     rt.spawn(crate::signals::watch(Arc::clone(&shutdown), geo.clone()));
@@ -199,7 +200,8 @@ pub fn run(cfg: &Config, opts: &RunOptions) -> Result<RunSummary> {
 
     let mut stage = SinkStage {
         scorer: WindowScorer::new(Arc::clone(&threat)),
-        lake,
+        lanes: Some(lanes),
+        lake: LakeStats::default(),
         dlq,
         counts: BTreeMap::new(),
         progress: Progress::new(opts.progress),
@@ -240,7 +242,7 @@ pub fn run(cfg: &Config, opts: &RunOptions) -> Result<RunSummary> {
         c.events = counts.events;
         c.dead_letters = counts.dead_letters;
     }
-    let LakeStats { rows, files, bytes } = stage.lake.stats();
+    let LakeStats { rows, files, bytes } = stage.lake;
     summary.lake_rows = rows;
     summary.lake_files = files;
     summary.lake_bytes = bytes;
@@ -258,7 +260,10 @@ pub fn run(cfg: &Config, opts: &RunOptions) -> Result<RunSummary> {
 
 struct SinkStage {
     scorer: WindowScorer,
-    lake: LakeWriter,
+    /// Taken when the stage finishes, to close the lanes and collect their stats.
+    lanes: Option<Lanes>,
+    /// What the lanes committed, once they are closed.
+    lake: LakeStats,
     dlq: DeadLetterWriter,
     counts: BTreeMap<Format, FormatCounts>,
     progress: Progress,
@@ -303,7 +308,10 @@ impl SinkStage {
         for (_, done) in waiting {
             done.batch.ack.fail();
         }
-        let closed = self.lake.close_all().await.context("committing lake files");
+        let closed = match self.lanes.take() {
+            Some(lanes) => lanes.finish().map(|stats| self.lake = stats),
+            None => Ok(()),
+        };
         let closed_dlq = self.dlq.close_all().await.context("writing dead letters");
         match failure {
             Some(e) => Err(e),
@@ -318,7 +326,6 @@ impl SinkStage {
     }
 
     async fn roll_due(&mut self) -> Result<()> {
-        self.lake.roll_due().await.context("rolling lake files")?;
         self.dlq.roll_due().await.context("writing dead letters")?;
         Ok(())
     }
@@ -340,7 +347,9 @@ impl SinkStage {
                 return Err(e).context("scoring");
             }
         };
-        self.lake.write(format, &events, &batch.ack).await?;
+        let lanes = self.lanes.as_ref().ok_or_else(|| anyhow!("lake lanes closed"))?;
+        let event_rows = events.num_rows() as u64;
+        lanes.send(format, events, &batch.ack)?;
         if !parsed.rejects.is_empty() {
             let reasons: Vec<String> = parsed
                 .rejects
@@ -358,7 +367,7 @@ impl SinkStage {
                 });
             self.dlq.write(format, letters, &batch.ack).await?;
         }
-        let events = events.num_rows() as u64;
+        let events = event_rows;
         let rejects = parsed.rejects.len() as u64;
         let c = self.counts.entry(format).or_default();
         c.events += events;
@@ -370,11 +379,6 @@ impl SinkStage {
         if rejects > 0 {
             counter!("seclake_dead_letters_total", "source" => source).increment(rejects);
         }
-        let stats = self.lake.stats();
-        counter!("seclake_lake_rows_total").absolute(stats.rows);
-        counter!("seclake_lake_files_total").absolute(stats.files);
-        counter!("seclake_lake_bytes_total").absolute(stats.bytes);
-        gauge!("seclake_lake_open_files").set(self.lake.open_files() as f64);
         self.progress.update(&self.counts);
         Ok(())
     }

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use crossbeam_channel::Sender;
 use flate2::read::MultiGzDecoder;
 use serde::Deserialize;
@@ -197,7 +197,7 @@ fn open(path: &Path) -> io::Result<Box<dyn Read + Send>> {
 pub struct LineReader<R> {
     inner: R,
     origin: Arc<str>,
-    buf: BytesMut,
+    buf: Vec<u8>,
     batch_bytes: usize,
     max_record: usize,
     /// Line number of the first line in `buf`.
@@ -214,7 +214,7 @@ impl<R: Read> LineReader<R> {
         LineReader {
             inner,
             origin,
-            buf: BytesMut::new(),
+            buf: Vec::new(),
             batch_bytes: batch_bytes.max(4096),
             max_record: max_record.max(1),
             next_line: 1,
@@ -225,25 +225,13 @@ impl<R: Read> LineReader<R> {
     }
 
     /// Reads until at least `want` bytes are buffered or the input ends.
+    /// `read_to_end` reads into the spare capacity without zeroing it first.
     fn fill(&mut self, want: usize) -> io::Result<()> {
         while self.buf.len() < want && !self.eof {
-            let start = self.buf.len();
-            self.buf.resize(want.max(start + 64 * 1024), 0);
-            let n = loop {
-                match self.inner.read(&mut self.buf[start..]) {
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                    other => break other,
-                }
-            };
-            let n = match n {
-                Ok(n) => n,
-                Err(e) => {
-                    self.buf.truncate(start);
-                    return Err(e);
-                }
-            };
-            self.buf.truncate(start + n);
-            if n == 0 {
+            let need = want - self.buf.len();
+            self.buf.reserve(need);
+            let n = (&mut self.inner).take(need as u64).read_to_end(&mut self.buf)?;
+            if n < need {
                 self.eof = true;
             }
         }
@@ -269,7 +257,8 @@ impl<R: Read> LineReader<R> {
             if cut == 0 {
                 return Ok(None);
             }
-            let chunk = self.buf.split_to(cut).freeze();
+            let rest = self.buf.split_off(cut);
+            let chunk = Bytes::from(std::mem::replace(&mut self.buf, rest));
             let records = self.split(&chunk);
             if records.is_empty() && !(self.eof && self.buf.is_empty()) {
                 continue;

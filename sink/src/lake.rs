@@ -47,7 +47,8 @@ pub struct LakeConfig {
     /// Rows per Parquet row group (default 131072).
     #[serde(default = "default_row_group_rows")]
     pub row_group_rows: usize,
-    /// zstd level, 1–22 (default 3).
+    /// zstd level, 1–22 (default 1: measured as fast as any and no larger
+    /// than level 3 on WAF events, see benches/README.md).
     #[serde(default = "default_zstd_level")]
     pub zstd_level: i32,
     /// Most files open at once (default 16); beyond it the least recently
@@ -66,7 +67,7 @@ fn default_row_group_rows() -> usize {
     128 * 1024
 }
 fn default_zstd_level() -> i32 {
-    3
+    1
 }
 fn default_max_open_files() -> usize {
     16

@@ -1,89 +1,67 @@
 //! Falco alerts: Falco's JSON output and falcosidekick's payloads (the same
 //! fields, plus a `uuid`, and sometimes without `output_fields`).
 
-use serde::Deserialize;
+use std::borrow::Cow;
 
-use super::str::{Str, opt};
+use sonic_rs::JsonValueTrait as _;
+
+use super::json::{self, FieldError, get, items, req_str, text};
 use super::{Emitter, ParseError, rfc3339_micros};
 use crate::schema::{EventBuilder, EventRow};
 use crate::threat::{Signals, Source};
-
-#[derive(Deserialize)]
-struct Alert<'a> {
-    #[serde(borrow)]
-    time: Str<'a>,
-    #[serde(borrow)]
-    rule: Str<'a>,
-    #[serde(borrow)]
-    priority: Str<'a>,
-    #[serde(borrow)]
-    output: Option<Str<'a>>,
-    #[serde(borrow)]
-    source: Option<Str<'a>>,
-    #[serde(borrow)]
-    hostname: Option<Str<'a>>,
-    #[serde(borrow)]
-    tags: Option<Vec<Str<'a>>>,
-    #[serde(borrow)]
-    output_fields: Option<OutputFields<'a>>,
-}
-
-/// The `output_fields` seclake stores; values may be strings, numbers or null.
-#[derive(Deserialize, Default)]
-struct OutputFields<'a> {
-    #[serde(borrow, rename = "container.id")]
-    container_id: Option<Str<'a>>,
-    #[serde(borrow, rename = "container.image.repository")]
-    image_repository: Option<Str<'a>>,
-    #[serde(borrow, rename = "container.image.tag")]
-    image_tag: Option<Str<'a>>,
-    #[serde(borrow, rename = "k8s.ns.name")]
-    k8s_namespace: Option<Str<'a>>,
-    #[serde(borrow, rename = "k8s.pod.name")]
-    k8s_pod: Option<Str<'a>>,
-    #[serde(borrow, rename = "proc.name")]
-    proc_name: Option<Str<'a>>,
-    #[serde(borrow, rename = "proc.cmdline")]
-    proc_cmdline: Option<Str<'a>>,
-    #[serde(borrow, rename = "user.name")]
-    user_name: Option<Str<'a>>,
-    #[serde(borrow, rename = "fd.rip")]
-    remote_ip: Option<Str<'a>>,
-}
 
 pub(super) fn parse(
     raw: &[u8],
     em: &mut Emitter,
     out: &mut EventBuilder,
 ) -> Result<(), ParseError> {
-    let alert: Alert<'_> = sonic_rs::from_slice(raw).map_err(|e| em.json_error(e))?;
-    let ts = rfc3339_micros(alert.time.as_str())
-        .ok_or_else(|| em.timestamp_error("time", alert.time.as_str()))?;
-    let fields = alert.output_fields.unwrap_or_default();
-    let tags: Vec<&str> = alert.tags.iter().flatten().map(Str::as_str).collect();
-    let mitre: Vec<&str> = tags.iter().copied().filter(|t| is_mitre_id(t)).collect();
-    let image = match (opt(&fields.image_repository), opt(&fields.image_tag)) {
-        (Some(repo), Some(tag)) if !tag.is_empty() => Some(format!("{repo}:{tag}")),
-        (Some(repo), _) => Some(repo.to_owned()),
-        (None, _) => None,
+    let alert = em.parse_object(raw)?;
+    let required = (|| {
+        Ok::<_, FieldError>((
+            req_str(&alert, "time")?,
+            req_str(&alert, "rule")?,
+            req_str(&alert, "priority")?,
+        ))
+    })();
+    let (time, rule, priority) = required.map_err(|e| em.field_error(e))?;
+    let ts = rfc3339_micros(time).ok_or_else(|| em.timestamp_error("time", time))?;
+
+    let empty = sonic_rs::Value::new();
+    let fields = get(&alert, "output_fields").unwrap_or(&empty);
+    let field = |key: &str| text(fields, key);
+    let (container_id, k8s_namespace, k8s_pod) = (
+        field("container.id"),
+        field("k8s.ns.name"),
+        field("k8s.pod.name"),
+    );
+    let (proc_name, proc_cmdline, user_name, remote_ip) = (
+        field("proc.name"),
+        field("proc.cmdline"),
+        field("user.name"),
+        field("fd.rip"),
+    );
+    let image = match (field("container.image.repository"), field("container.image.tag")) {
+        (Some(repo), Some(tag)) if !tag.is_empty() => Some(Cow::Owned(format!("{repo}:{tag}"))),
+        (repo, _) => repo,
     };
-    let priority = alert.priority.as_str();
+    let tags: Vec<&str> = items(&alert, "tags").filter_map(|t| t.as_str()).collect();
+    let mitre: Vec<&str> = tags.iter().copied().filter(|t| is_mitre_id(t)).collect();
     let severity = priority.to_ascii_lowercase();
     let row = EventRow {
         ts,
-        rule: Some(alert.rule.as_str()),
+        rule: Some(rule),
         severity: Some(&severity),
         falco_priority: Some(priority),
-        falco_source: opt(&alert.source),
-        falco_output: opt(&alert.output),
-        hostname: opt(&alert.hostname),
-        k8s_namespace: opt(&fields.k8s_namespace),
-        k8s_pod: opt(&fields.k8s_pod),
-        container_id: opt(&fields.container_id),
+        falco_source: json::str(&alert, "source"),
+        falco_output: json::str(&alert, "output"),
+        hostname: json::str(&alert, "hostname"),
+        k8s_namespace: k8s_namespace.as_deref(),
+        k8s_pod: k8s_pod.as_deref(),
+        container_id: container_id.as_deref(),
         container_image: image.as_deref(),
-        proc_name: opt(&fields.proc_name),
-        proc_cmdline: opt(&fields.proc_cmdline),
-        user_name: opt(&fields.user_name),
+        proc_name: proc_name.as_deref(),
+        proc_cmdline: proc_cmdline.as_deref(),
+        user_name: user_name.as_deref(),
         falco_tags: &tags,
         mitre_ids: &mitre,
         ..EventRow::default()
@@ -94,7 +72,7 @@ pub(super) fn parse(
         falco_tags: &tags,
         ..Signals::default()
     };
-    em.emit(out, raw, row, signals, opt(&fields.remote_ip), false);
+    em.emit(out, raw, row, signals, remote_ip.as_deref(), false);
     Ok(())
 }
 

@@ -1,13 +1,13 @@
 //! Parsers: raw records of each format into rows of the event schema.
 //!
-//! Each format module deserialises a record with sonic-rs into a struct that
-//! borrows from the input (no generic JSON tree), fills an [`EventRow`] and the
-//! threat [`Signals`], and hands both to [`Emitter::emit`], which adds what every
-//! event gets: the id, GeoIP, the stateless threat assessment.
+//! Each format module parses a record with sonic-rs, reads the fields it
+//! stores (see `json.rs` for why a sonic-rs `Value`), fills an [`EventRow`] and
+//! the threat [`Signals`], and hands both to the shared emitter, which adds
+//! what every event gets: the id, GeoIP, the stateless threat assessment.
 
 mod app;
 mod falco;
-mod str;
+mod json;
 mod waf;
 
 use std::io::Write as _;
@@ -16,6 +16,7 @@ use std::sync::Arc;
 
 use arrow::array::RecordBatch;
 use seclake_ingest::{Batch, Format};
+use sonic_rs::JsonValueTrait;
 use xxhash_rust::xxh3::xxh3_128_with_seed;
 
 use crate::geoip::{GeoInfo, GeoIp, GeoLookup, classify};
@@ -32,6 +33,16 @@ pub enum ParseError {
         format: Format,
         /// The JSON parser's message, with the byte offset.
         message: String,
+    },
+    /// A required field is absent, or a field has the wrong type.
+    #[error("invalid {format} record: field `{field}` {problem}")]
+    Field {
+        /// The format the record was read as.
+        format: Format,
+        /// The field.
+        field: &'static str,
+        /// `is missing`, or `is not an integer`, ….
+        problem: String,
     },
     /// A timestamp that is not RFC 3339 or is out of range.
     #[error("invalid {format} record: field `{field}` is not a valid timestamp: {value:?}")]
@@ -266,6 +277,31 @@ impl Emitter {
             level: assessment.level,
         });
         out.append(&row);
+    }
+
+    /// Parses a record that must be a JSON object.
+    pub(crate) fn parse_object(&self, raw: &[u8]) -> Result<sonic_rs::Value, ParseError> {
+        let value: sonic_rs::Value = sonic_rs::from_slice(raw).map_err(|e| self.json_error(e))?;
+        if value.is_object() {
+            Ok(value)
+        } else {
+            Err(ParseError::Json {
+                format: self.format,
+                message: "not a JSON object".into(),
+            })
+        }
+    }
+
+    pub(crate) fn field_error(&self, e: json::FieldError) -> ParseError {
+        let (field, problem) = match e {
+            json::FieldError::Missing(field) => (field, "is missing".to_owned()),
+            json::FieldError::Type(field, expected) => (field, format!("is not {expected}")),
+        };
+        ParseError::Field {
+            format: self.format,
+            field,
+            problem,
+        }
     }
 
     pub(crate) fn json_error(&self, e: sonic_rs::Error) -> ParseError {

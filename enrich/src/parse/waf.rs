@@ -1,100 +1,16 @@
 //! AWS WAF v2 web ACL traffic log records.
 //!
 //! Field names follow AWS's "Log fields for web ACL traffic"; fields seclake
-//! does not store are skipped by the JSON parser without being built.
+//! does not store are never looked at, and unknown ones are ignored.
 
 use std::borrow::Cow;
 
-use serde::Deserialize;
-use serde::de::IgnoredAny;
+use sonic_rs::{JsonContainerTrait as _, JsonValueTrait as _, Value};
 
-use super::str::{Str, opt};
+use super::json::{self, FieldError, get};
 use super::{Emitter, ParseError};
 use crate::schema::{EventBuilder, EventRow};
 use crate::threat::{Signals, Source};
-
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct WafLog<'a> {
-    /// Epoch milliseconds.
-    timestamp: i64,
-    #[serde(borrow)]
-    action: Str<'a>,
-    #[serde(borrow)]
-    http_request: HttpRequest<'a>,
-    #[serde(borrow, rename = "webaclId")]
-    webacl_id: Option<Str<'a>>,
-    #[serde(borrow)]
-    terminating_rule_id: Option<Str<'a>>,
-    #[serde(borrow)]
-    terminating_rule_type: Option<Str<'a>>,
-    #[serde(borrow)]
-    http_source_name: Option<Str<'a>>,
-    #[serde(borrow)]
-    rule_group_list: Option<Vec<RuleGroup<'a>>>,
-    #[serde(borrow)]
-    rate_based_rule_list: Option<Vec<RateBasedRule<'a>>>,
-    response_code_sent: Option<i32>,
-    #[serde(borrow)]
-    labels: Option<Vec<Label<'a>>>,
-    #[serde(borrow)]
-    ja3_fingerprint: Option<Str<'a>>,
-    #[serde(borrow)]
-    ja4_fingerprint: Option<Str<'a>>,
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct HttpRequest<'a> {
-    #[serde(borrow)]
-    client_ip: Str<'a>,
-    #[serde(borrow)]
-    country: Option<Str<'a>>,
-    #[serde(borrow)]
-    headers: Option<Vec<Header<'a>>>,
-    #[serde(borrow)]
-    uri: Option<Str<'a>>,
-    #[serde(borrow)]
-    args: Option<Str<'a>>,
-    #[serde(borrow)]
-    http_method: Option<Str<'a>>,
-    #[serde(borrow)]
-    request_id: Option<Str<'a>>,
-    #[serde(borrow)]
-    host: Option<Str<'a>>,
-}
-
-#[derive(Deserialize)]
-struct Header<'a> {
-    #[serde(borrow)]
-    name: Str<'a>,
-    #[serde(borrow)]
-    value: Option<Str<'a>>,
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct RuleGroup<'a> {
-    #[serde(borrow)]
-    rule_group_id: Option<Str<'a>>,
-    terminating_rule: Option<IgnoredAny>,
-    non_terminating_matching_rules: Option<Vec<IgnoredAny>>,
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct RateBasedRule<'a> {
-    #[serde(borrow)]
-    rate_based_rule_name: Option<Str<'a>>,
-    #[serde(borrow)]
-    rate_based_rule_id: Option<Str<'a>>,
-}
-
-#[derive(Deserialize)]
-struct Label<'a> {
-    #[serde(borrow)]
-    name: Str<'a>,
-}
 
 /// Header names whose values never reach the lake.
 const REDACTED_HEADERS: [&str; 5] = [
@@ -111,105 +27,194 @@ pub(super) fn parse(
     em: &mut Emitter,
     out: &mut EventBuilder,
 ) -> Result<(), ParseError> {
-    let log: WafLog<'_> = sonic_rs::from_slice(raw).map_err(|e| em.json_error(e))?;
-    let req = &log.http_request;
-    let ts = log
-        .timestamp
+    let value = em.parse_object(raw)?;
+    // One pass over each object: looking fields up one by one rescans the
+    // keys every time, which cost more than the parse itself on WAF records.
+    let log = WafFields::read(&value);
+    let req = log.http_request.map(HttpRequest::read).unwrap_or_default();
+    let required = (|| {
+        let ts_ms = log.timestamp.ok_or(FieldError::Missing("timestamp"))?;
+        let ts_ms = ts_ms.as_i64().ok_or(FieldError::Type("timestamp", "an integer"))?;
+        let action = log.action.ok_or(FieldError::Missing("action"))?;
+        let action = action.as_str().ok_or(FieldError::Type("action", "a string"))?;
+        let object = log.http_request.ok_or(FieldError::Missing("httpRequest"))?;
+        if !object.is_object() {
+            return Err(FieldError::Type("httpRequest", "an object"));
+        }
+        let client_ip = req.client_ip.ok_or(FieldError::Missing("httpRequest.clientIp"))?;
+        let status = match log.response_code_sent {
+            None => None,
+            Some(v) => Some(v.as_i64().ok_or(FieldError::Type("responseCodeSent", "an integer"))?),
+        };
+        Ok((ts_ms, action, client_ip, status))
+    })();
+    let (ts_ms, action, client_ip, status) = required.map_err(|e| em.field_error(e))?;
+    let ts = ts_ms
         .checked_mul(1000)
-        .ok_or_else(|| em.timestamp_error("timestamp", &log.timestamp.to_string()))?;
+        .ok_or_else(|| em.timestamp_error("timestamp", &ts_ms.to_string()))?;
 
     let headers: Vec<(Cow<'_, str>, &str)> = req
         .headers
-        .iter()
-        .flatten()
-        .map(|h| {
-            let name = lowercase(h.name.as_str());
+        .into_iter()
+        .flat_map(|h| h.as_array().into_iter().flat_map(|a| a.iter()))
+        .filter_map(|h| {
+            let name = lowercase(json::str(h, "name")?);
             let value = if REDACTED_HEADERS.contains(&name.as_ref()) {
                 REDACTED
             } else {
-                opt(&h.value).unwrap_or_default()
+                json::str(h, "value").unwrap_or_default()
             };
-            (name, value)
+            Some((name, value))
         })
         .collect();
     let header = |want: &str| headers.iter().find(|(n, _)| n == want).map(|(_, v)| *v);
     let header_refs: Vec<(&str, &str)> = headers.iter().map(|(n, v)| (n.as_ref(), *v)).collect();
 
-    let groups: Vec<&str> = log
-        .rule_group_list
-        .iter()
-        .flatten()
+    let groups: Vec<&str> = each(log.rule_group_list)
         .filter(|g| {
-            g.terminating_rule.is_some()
-                || g.non_terminating_matching_rules
-                    .as_ref()
+            get(g, "terminatingRule").is_some()
+                || get(g, "nonTerminatingMatchingRules")
+                    .and_then(|r| r.as_array())
                     .is_some_and(|r| !r.is_empty())
         })
-        .filter_map(|g| opt(&g.rule_group_id))
+        .filter_map(|g| json::str(g, "ruleGroupId"))
         .collect();
-    let labels: Vec<&str> = log
-        .labels
-        .iter()
-        .flatten()
-        .map(|l| l.name.as_str())
+    let labels: Vec<&str> = each(log.labels)
+        .filter_map(|l| json::str(l, "name"))
         .collect();
-    let terminating_type = opt(&log.terminating_rule_type);
+    let terminating_id = log.terminating_rule_id;
+    let terminating_type = log.terminating_rule_type;
     let rate_based = if terminating_type == Some("RATE_BASED") {
-        opt(&log.terminating_rule_id)
+        terminating_id
     } else {
-        log.rate_based_rule_list
-            .iter()
-            .flatten()
-            .find_map(|r| opt(&r.rate_based_rule_name).or(opt(&r.rate_based_rule_id)))
+        each(log.rate_based_rule_list).find_map(|r| {
+            json::str(r, "rateBasedRuleName").or_else(|| json::str(r, "rateBasedRuleId"))
+        })
     };
-
-    let action = log.action.as_str();
+    let status = status.and_then(|s| i32::try_from(s).ok());
     let user_agent = header("user-agent");
     let row = EventRow {
         ts,
         action: Some(action),
-        rule: opt(&log.terminating_rule_id),
-        http_method: opt(&req.http_method),
-        host: opt(&req.host).or_else(|| header("host")),
-        uri: opt(&req.uri),
-        status: log.response_code_sent,
+        rule: terminating_id,
+        http_method: req.http_method,
+        host: req.host.or_else(|| header("host")),
+        uri: req.uri,
+        status,
         user_agent,
-        request_id: opt(&req.request_id),
-        waf_web_acl_id: opt(&log.webacl_id),
+        request_id: req.request_id,
+        waf_web_acl_id: log.webacl_id,
         waf_terminating_rule_type: terminating_type,
         waf_rule_groups: &groups,
         waf_labels: &labels,
         waf_rate_based_rule: rate_based,
-        waf_args: opt(&req.args).filter(|a| !a.is_empty()),
-        waf_http_source: opt(&log.http_source_name),
-        waf_country: opt(&req.country).filter(|c| *c != "-" && !c.is_empty()),
-        ja3: opt(&log.ja3_fingerprint),
-        ja4: opt(&log.ja4_fingerprint),
+        waf_args: req.args.filter(|a| !a.is_empty()),
+        waf_http_source: log.http_source_name,
+        waf_country: req.country.filter(|c| *c != "-" && !c.is_empty()),
+        ja3: log.ja3,
+        ja4: log.ja4,
         headers: Some(&header_refs),
         ..EventRow::default()
     };
     let signals = Signals {
         source: Source::Waf,
         waf_action: Some(action),
-        terminating_rule_id: row.rule,
+        terminating_rule_id: terminating_id,
         terminating_rule_type: terminating_type,
         rule_groups: &groups,
         labels: &labels,
         rate_based_hit: rate_based.is_some(),
         user_agent,
-        status: log.response_code_sent.and_then(|s| u16::try_from(s).ok()),
+        status: status.and_then(|s| u16::try_from(s).ok()),
         ..Signals::default()
     };
-    let blocked = action == "BLOCK";
-    em.emit(
-        out,
-        raw,
-        row,
-        signals,
-        Some(req.client_ip.as_str()),
-        blocked,
-    );
+    em.emit(out, raw, row, signals, Some(client_ip), action == "BLOCK");
     Ok(())
+}
+
+/// The top-level fields seclake reads; strings that are not strings read as absent.
+#[derive(Default)]
+struct WafFields<'v> {
+    timestamp: Option<&'v Value>,
+    action: Option<&'v Value>,
+    http_request: Option<&'v Value>,
+    response_code_sent: Option<&'v Value>,
+    webacl_id: Option<&'v str>,
+    terminating_rule_id: Option<&'v str>,
+    terminating_rule_type: Option<&'v str>,
+    http_source_name: Option<&'v str>,
+    rule_group_list: Option<&'v Value>,
+    rate_based_rule_list: Option<&'v Value>,
+    labels: Option<&'v Value>,
+    ja3: Option<&'v str>,
+    ja4: Option<&'v str>,
+}
+
+impl<'v> WafFields<'v> {
+    fn read(value: &'v Value) -> WafFields<'v> {
+        let mut f = WafFields::default();
+        for (key, v) in value.as_object().into_iter().flat_map(|o| o.iter()) {
+            if v.is_null() {
+                continue;
+            }
+            match key {
+                "timestamp" => f.timestamp = Some(v),
+                "action" => f.action = Some(v),
+                "httpRequest" => f.http_request = Some(v),
+                "responseCodeSent" => f.response_code_sent = Some(v),
+                "webaclId" => f.webacl_id = v.as_str(),
+                "terminatingRuleId" => f.terminating_rule_id = v.as_str(),
+                "terminatingRuleType" => f.terminating_rule_type = v.as_str(),
+                "httpSourceName" => f.http_source_name = v.as_str(),
+                "ruleGroupList" => f.rule_group_list = Some(v),
+                "rateBasedRuleList" => f.rate_based_rule_list = Some(v),
+                "labels" => f.labels = Some(v),
+                "ja3Fingerprint" => f.ja3 = v.as_str(),
+                "ja4Fingerprint" => f.ja4 = v.as_str(),
+                _ => {}
+            }
+        }
+        f
+    }
+}
+
+/// The `httpRequest` fields seclake reads.
+#[derive(Default)]
+struct HttpRequest<'v> {
+    client_ip: Option<&'v str>,
+    country: Option<&'v str>,
+    headers: Option<&'v Value>,
+    uri: Option<&'v str>,
+    args: Option<&'v str>,
+    http_method: Option<&'v str>,
+    request_id: Option<&'v str>,
+    host: Option<&'v str>,
+}
+
+impl<'v> HttpRequest<'v> {
+    fn read(value: &'v Value) -> HttpRequest<'v> {
+        let mut f = HttpRequest::default();
+        for (key, v) in value.as_object().into_iter().flat_map(|o| o.iter()) {
+            let s = v.as_str();
+            match key {
+                "clientIp" => f.client_ip = s,
+                "country" => f.country = s,
+                "headers" => f.headers = Some(v),
+                "uri" => f.uri = s,
+                "args" => f.args = s,
+                "httpMethod" => f.http_method = s,
+                "requestId" => f.request_id = s,
+                "host" => f.host = s,
+                _ => {}
+            }
+        }
+        f
+    }
+}
+
+/// The elements of an array value (none when it is not an array).
+fn each<'v>(v: Option<&'v Value>) -> impl Iterator<Item = &'v Value> {
+    v.and_then(|x| x.as_array()).into_iter().flat_map(|a| a.iter())
 }
 
 fn lowercase(s: &str) -> Cow<'_, str> {
