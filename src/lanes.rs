@@ -94,12 +94,10 @@ fn run_lane(
     let mut failure = None;
     loop {
         let step = match rx.recv_timeout(Duration::from_millis(500)) {
-            Ok((batch, ack)) if failure.is_none() => {
-                rt.block_on(async {
-                    writer.write(format, &batch, &ack).await?;
-                    writer.roll_due().await.map(drop)
-                })
-            }
+            Ok((batch, ack)) if failure.is_none() => rt.block_on(async {
+                writer.write(format, &batch, &ack).await?;
+                writer.roll_due().await.map(drop)
+            }),
             // After a failure, only make sure nothing looks delivered.
             Ok((_, ack)) => {
                 ack.fail();

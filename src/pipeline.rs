@@ -347,7 +347,10 @@ impl SinkStage {
                 return Err(e).context("scoring");
             }
         };
-        let lanes = self.lanes.as_ref().ok_or_else(|| anyhow!("lake lanes closed"))?;
+        let lanes = self
+            .lanes
+            .as_ref()
+            .ok_or_else(|| anyhow!("lake lanes closed"))?;
         let event_rows = events.num_rows() as u64;
         lanes.send(format, events, &batch.ack)?;
         if !parsed.rejects.is_empty() {

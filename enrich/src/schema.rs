@@ -84,10 +84,12 @@ macro_rules! event_schema {
                 self.len += 1;
             }
 
-            /// Finishes the batch, leaving the builder empty for reuse.
+            /// Finishes the batch. The builder is left empty, sized for a batch
+            /// like this one, so the next batch does not regrow every column.
             pub fn finish(&mut self) -> Result<RecordBatch, SchemaError> {
                 let columns: Vec<ArrayRef> = vec![$( <$kind as Column>::finish(&mut self.$name) ),+];
-                self.len = 0;
+                let rows = self.len;
+                *self = EventBuilder::with_capacity(rows.max(1024));
                 Ok(RecordBatch::try_new(event_schema(), columns)?)
             }
         }

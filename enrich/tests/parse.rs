@@ -150,11 +150,26 @@ fn bad_records_are_rejected_with_a_reason_and_their_index() {
     assert_eq!(parsed.events.num_rows(), 1);
     let indexes: Vec<usize> = parsed.rejects.iter().map(|r| r.index).collect();
     assert_eq!(indexes, vec![1, 2, 3, 4, 5]);
-    let reasons: Vec<String> = parsed.rejects.iter().map(|r| r.reason.to_string()).collect();
-    assert!(reasons.iter().all(|r| r.starts_with("invalid waf record")), "{reasons:?}");
+    let reasons: Vec<String> = parsed
+        .rejects
+        .iter()
+        .map(|r| r.reason.to_string())
+        .collect();
+    assert!(
+        reasons.iter().all(|r| r.starts_with("invalid waf record")),
+        "{reasons:?}"
+    );
     assert!(matches!(parsed.rejects[0].reason, ParseError::Json { .. }));
-    assert!(reasons[2].contains("field `timestamp` is not an integer"), "{}", reasons[2]);
-    assert!(reasons[3].contains("field `timestamp` is missing"), "{}", reasons[3]);
+    assert!(
+        reasons[2].contains("field `timestamp` is not an integer"),
+        "{}",
+        reasons[2]
+    );
+    assert!(
+        reasons[3].contains("field `timestamp` is missing"),
+        "{}",
+        reasons[3]
+    );
 }
 
 #[test]

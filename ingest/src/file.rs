@@ -230,7 +230,9 @@ impl<R: Read> LineReader<R> {
         while self.buf.len() < want && !self.eof {
             let need = want - self.buf.len();
             self.buf.reserve(need);
-            let n = (&mut self.inner).take(need as u64).read_to_end(&mut self.buf)?;
+            let n = (&mut self.inner)
+                .take(need as u64)
+                .read_to_end(&mut self.buf)?;
             if n < need {
                 self.eof = true;
             }

@@ -54,6 +54,13 @@ pub(super) fn parse(
         ..Signals::default()
     };
     let blocked = matches!(status, Some(401 | 403 | 429));
-    em.emit(out, raw, row, signals, json::str(&log, "client_ip"), blocked);
+    em.emit(
+        out,
+        raw,
+        row,
+        signals,
+        json::str(&log, "client_ip"),
+        blocked,
+    );
     Ok(())
 }

@@ -40,7 +40,10 @@ pub(super) fn parse(
         field("user.name"),
         field("fd.rip"),
     );
-    let image = match (field("container.image.repository"), field("container.image.tag")) {
+    let image = match (
+        field("container.image.repository"),
+        field("container.image.tag"),
+    ) {
         (Some(repo), Some(tag)) if !tag.is_empty() => Some(Cow::Owned(format!("{repo}:{tag}"))),
         (repo, _) => repo,
     };

@@ -54,7 +54,10 @@ pub(crate) fn req_i64(v: &Value, key: &'static str) -> Result<i64, FieldError> {
 pub(crate) fn opt_i64(v: &Value, key: &'static str) -> Result<Option<i64>, FieldError> {
     match get(v, key) {
         None => Ok(None),
-        Some(x) => x.as_i64().map(Some).ok_or(FieldError::Type(key, "an integer")),
+        Some(x) => x
+            .as_i64()
+            .map(Some)
+            .ok_or(FieldError::Type(key, "an integer")),
     }
 }
 
@@ -62,14 +65,21 @@ pub(crate) fn opt_i64(v: &Value, key: &'static str) -> Result<Option<i64>, Field
 pub(crate) fn opt_f64(v: &Value, key: &'static str) -> Result<Option<f64>, FieldError> {
     match get(v, key) {
         None => Ok(None),
-        Some(x) => x.as_f64().map(Some).ok_or(FieldError::Type(key, "a number")),
+        Some(x) => x
+            .as_f64()
+            .map(Some)
+            .ok_or(FieldError::Type(key, "a number")),
     }
 }
 
 /// The elements of an array field (none when absent, null or not an array).
 pub(crate) fn items<'v>(v: &'v Value, key: &str) -> impl Iterator<Item = &'v Value> {
-    get(v, key)
-        .and_then(|x| x.as_array())
+    elements(get(v, key))
+}
+
+/// The elements of an array value (none when absent or not an array).
+pub(crate) fn elements(v: Option<&Value>) -> impl Iterator<Item = &Value> {
+    v.and_then(|x| x.as_array())
         .into_iter()
         .flat_map(|a| a.iter())
 }

@@ -230,8 +230,19 @@ impl Emitter {
         blocked: bool,
     ) {
         let id = Hex32::new(xxh3_128_with_seed(raw, self.format as u64));
-        let addr: Option<IpAddr> = ip.and_then(|s| s.trim().parse().ok());
-        let text = addr.map(IpText::new);
+        let ip = ip.map(str::trim);
+        let addr: Option<IpAddr> = ip.and_then(|s| s.parse().ok());
+        // std accepts only the canonical IPv4 form (no leading zeros), so a
+        // parsed IPv4 string is already canonical; IPv6 is re-printed.
+        let text = match addr {
+            Some(a @ IpAddr::V6(_)) => Some(IpText::new(a)),
+            _ => None,
+        };
+        let client_ip = match addr {
+            Some(IpAddr::V4(_)) => ip,
+            Some(IpAddr::V6(_)) => text.as_ref().map(IpText::as_str),
+            None => None,
+        };
         let geo = match (addr, self.geo.as_mut()) {
             (Some(a), Some(geo)) => geo.lookup(a),
             (Some(a), None) => GeoInfo {
@@ -252,7 +263,7 @@ impl Emitter {
             event_id: id.as_str(),
             source: self.format.as_str(),
             ingest_ts: self.ingest_ts,
-            client_ip: text.as_ref().map(IpText::as_str),
+            client_ip,
             ip_class: addr.map(|_| geo.ip_class.as_str()),
             country_iso: geo.country_iso.as_deref(),
             country_name: geo.country_name.as_deref(),

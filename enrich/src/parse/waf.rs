@@ -3,11 +3,11 @@
 //! Field names follow AWS's "Log fields for web ACL traffic"; fields seclake
 //! does not store are never looked at, and unknown ones are ignored.
 
-use std::borrow::Cow;
-
 use sonic_rs::{JsonContainerTrait as _, JsonValueTrait as _, Value};
 
-use super::json::{self, FieldError, get};
+use smallvec::SmallVec;
+
+use super::json::{self, FieldError, elements};
 use super::{Emitter, ParseError};
 use crate::schema::{EventBuilder, EventRow};
 use crate::threat::{Signals, Source};
@@ -34,17 +34,26 @@ pub(super) fn parse(
     let req = log.http_request.map(HttpRequest::read).unwrap_or_default();
     let required = (|| {
         let ts_ms = log.timestamp.ok_or(FieldError::Missing("timestamp"))?;
-        let ts_ms = ts_ms.as_i64().ok_or(FieldError::Type("timestamp", "an integer"))?;
+        let ts_ms = ts_ms
+            .as_i64()
+            .ok_or(FieldError::Type("timestamp", "an integer"))?;
         let action = log.action.ok_or(FieldError::Missing("action"))?;
-        let action = action.as_str().ok_or(FieldError::Type("action", "a string"))?;
+        let action = action
+            .as_str()
+            .ok_or(FieldError::Type("action", "a string"))?;
         let object = log.http_request.ok_or(FieldError::Missing("httpRequest"))?;
         if !object.is_object() {
             return Err(FieldError::Type("httpRequest", "an object"));
         }
-        let client_ip = req.client_ip.ok_or(FieldError::Missing("httpRequest.clientIp"))?;
+        let client_ip = req
+            .client_ip
+            .ok_or(FieldError::Missing("httpRequest.clientIp"))?;
         let status = match log.response_code_sent {
             None => None,
-            Some(v) => Some(v.as_i64().ok_or(FieldError::Type("responseCodeSent", "an integer"))?),
+            Some(v) => Some(
+                v.as_i64()
+                    .ok_or(FieldError::Type("responseCodeSent", "an integer"))?,
+            ),
         };
         Ok((ts_ms, action, client_ip, status))
     })();
@@ -53,33 +62,63 @@ pub(super) fn parse(
         .checked_mul(1000)
         .ok_or_else(|| em.timestamp_error("timestamp", &ts_ms.to_string()))?;
 
-    let headers: Vec<(Cow<'_, str>, &str)> = req
-        .headers
-        .into_iter()
-        .flat_map(|h| h.as_array().into_iter().flat_map(|a| a.iter()))
-        .filter_map(|h| {
-            let name = lowercase(json::str(h, "name")?);
-            let value = if REDACTED_HEADERS.contains(&name.as_ref()) {
+    // Header names are lowercased into one buffer: one allocation per record
+    // instead of one per mixed-case name.
+    let mut names = String::new();
+    let mut spans: SmallVec<[(usize, &str); 16]> = SmallVec::new();
+    for h in elements(req.headers) {
+        let (mut name, mut value) = (None, None);
+        for (key, v) in h.as_object().into_iter().flat_map(|o| o.iter()) {
+            match key {
+                "name" => name = v.as_str(),
+                "value" => value = v.as_str(),
+                _ => {}
+            }
+        }
+        if let Some(name) = name {
+            names.extend(name.chars().map(|c| c.to_ascii_lowercase()));
+            spans.push((names.len(), value.unwrap_or_default()));
+        }
+    }
+    let mut start = 0;
+    let header_refs: SmallVec<[(&str, &str); 16]> = spans
+        .iter()
+        .map(|&(end, value)| {
+            let name = &names[start..end];
+            start = end;
+            let value = if REDACTED_HEADERS.contains(&name) {
                 REDACTED
             } else {
-                json::str(h, "value").unwrap_or_default()
+                value
             };
-            Some((name, value))
+            (name, value)
         })
         .collect();
-    let header = |want: &str| headers.iter().find(|(n, _)| n == want).map(|(_, v)| *v);
-    let header_refs: Vec<(&str, &str)> = headers.iter().map(|(n, v)| (n.as_ref(), *v)).collect();
+    let header = |want: &str| {
+        header_refs
+            .iter()
+            .find(|(n, _)| *n == want)
+            .map(|(_, v)| *v)
+    };
 
-    let groups: Vec<&str> = each(log.rule_group_list)
-        .filter(|g| {
-            get(g, "terminatingRule").is_some()
-                || get(g, "nonTerminatingMatchingRules")
-                    .and_then(|r| r.as_array())
-                    .is_some_and(|r| !r.is_empty())
-        })
-        .filter_map(|g| json::str(g, "ruleGroupId"))
-        .collect();
-    let labels: Vec<&str> = each(log.labels)
+    let mut groups: SmallVec<[&str; 8]> = SmallVec::new();
+    for g in elements(log.rule_group_list) {
+        let (mut id, mut matched) = (None, false);
+        for (key, v) in g.as_object().into_iter().flat_map(|o| o.iter()) {
+            match key {
+                "ruleGroupId" => id = v.as_str(),
+                "terminatingRule" => matched |= !v.is_null(),
+                "nonTerminatingMatchingRules" => {
+                    matched |= v.as_array().is_some_and(|r| !r.is_empty());
+                }
+                _ => {}
+            }
+        }
+        if let (true, Some(id)) = (matched, id) {
+            groups.push(id);
+        }
+    }
+    let labels: SmallVec<[&str; 8]> = elements(log.labels)
         .filter_map(|l| json::str(l, "name"))
         .collect();
     let terminating_id = log.terminating_rule_id;
@@ -87,7 +126,7 @@ pub(super) fn parse(
     let rate_based = if terminating_type == Some("RATE_BASED") {
         terminating_id
     } else {
-        each(log.rate_based_rule_list).find_map(|r| {
+        elements(log.rate_based_rule_list).find_map(|r| {
             json::str(r, "rateBasedRuleName").or_else(|| json::str(r, "rateBasedRuleId"))
         })
     };
@@ -209,18 +248,5 @@ impl<'v> HttpRequest<'v> {
             }
         }
         f
-    }
-}
-
-/// The elements of an array value (none when it is not an array).
-fn each<'v>(v: Option<&'v Value>) -> impl Iterator<Item = &'v Value> {
-    v.and_then(|x| x.as_array()).into_iter().flat_map(|a| a.iter())
-}
-
-fn lowercase(s: &str) -> Cow<'_, str> {
-    if s.bytes().any(|b| b.is_ascii_uppercase()) {
-        Cow::Owned(s.to_ascii_lowercase())
-    } else {
-        Cow::Borrowed(s)
     }
 }
