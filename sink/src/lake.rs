@@ -20,7 +20,6 @@ use object_store::path::Path;
 use parquet::arrow::AsyncArrowWriter;
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::properties::{EnabledStatistics, WriterProperties};
-use parquet::schema::types::ColumnPath;
 use seclake_enrich::schema::{column_index, event_schema};
 use seclake_ingest::{Ack, Format};
 use serde::Deserialize;
@@ -99,6 +98,63 @@ const UNIQUE_COLUMNS: [&str; 6] = [
     "order_id",
 ];
 
+/// Columns that keep only row-group statistics: nested values and long
+/// free text, which no query prunes pages by and whose min/max cost string
+/// comparisons on every value.
+const CHUNK_STATS_COLUMNS: [&str; 13] = [
+    "headers",
+    "waf_rule_groups",
+    "waf_labels",
+    "falco_tags",
+    "mitre_ids",
+    "threat_reasons",
+    "user_agent",
+    "waf_args",
+    "waf_web_acl_id",
+    "falco_output",
+    "proc_cmdline",
+    "message",
+    "app_error",
+];
+
+/// zstd, page statistics and the page index (so engines skip pages on `ts`,
+/// `client_ip`, `threat_score`, …), no dictionary for near-unique columns.
+fn writer_properties(
+    file_schema: &arrow::datatypes::Schema,
+    level: ZstdLevel,
+    row_group_rows: usize,
+) -> Result<WriterProperties, SinkError> {
+    let mut props = WriterProperties::builder()
+        .set_compression(Compression::ZSTD(level))
+        .set_statistics_enabled(EnabledStatistics::Page)
+        .set_max_row_group_row_count(Some(row_group_rows))
+        .set_created_by(format!("seclake {}", env!("CARGO_PKG_VERSION")));
+    let leaves = parquet::arrow::ArrowSchemaConverter::new()
+        .convert(file_schema)
+        .map_err(|source| SinkError::Parquet {
+            path: "(schema)".into(),
+            source,
+        })?;
+    for leaf in leaves.columns() {
+        let top = leaf
+            .path()
+            .parts()
+            .first()
+            .map(String::as_str)
+            .unwrap_or_default();
+        if CHUNK_STATS_COLUMNS.contains(&top) {
+            props =
+                props.set_column_statistics_enabled(leaf.path().clone(), EnabledStatistics::Chunk);
+        }
+        // Near-unique columns gain nothing from a dictionary but pay for
+        // building one before the writer falls back to plain encoding.
+        if UNIQUE_COLUMNS.contains(&top) {
+            props = props.set_column_dictionary_enabled(leaf.path().clone(), false);
+        }
+    }
+    Ok(props.build())
+}
+
 /// What the lake has written so far.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct LakeStats {
@@ -166,17 +222,13 @@ impl LakeWriter {
                 why: "must be at least 1".into(),
             });
         }
-        let mut props = WriterProperties::builder()
-            .set_compression(Compression::ZSTD(level))
-            .set_statistics_enabled(EnabledStatistics::Page)
-            .set_max_row_group_row_count(Some(cfg.row_group_rows))
-            .set_created_by(format!("seclake {}", env!("CARGO_PKG_VERSION")));
-        // Near-unique columns gain nothing from a dictionary but pay for
-        // building one before the writer falls back to plain encoding.
-        for column in UNIQUE_COLUMNS {
-            props = props.set_column_dictionary_enabled(ColumnPath::from(column), false);
-        }
-        let props = props.build();
+        let schema = event_schema();
+        let source = column_index("source").ok_or(SinkError::Schema("no source column"))?;
+        let file_columns: Vec<usize> = (0..schema.fields().len())
+            .filter(|i| *i != source)
+            .collect();
+        let file_schema = Arc::new(schema.project(&file_columns).map_err(SinkError::Arrow)?);
+        let props = writer_properties(&file_schema, level, cfg.row_group_rows)?;
         let schema = event_schema();
         let source = column_index("source").ok_or(SinkError::Schema("no source column"))?;
         let file_columns: Vec<usize> = (0..schema.fields().len())

@@ -327,3 +327,37 @@ async fn files_of_hours_left_behind_are_committed_and_open_files_are_capped() {
     assert_eq!(lake.stats().rows, 32);
     assert_eq!(waiter.try_status(), Some(AckStatus::Delivered));
 }
+
+#[tokio::test]
+async fn files_are_zstd_with_statistics_and_a_page_index() {
+    use parquet::arrow::arrow_reader::{ArrowReaderOptions, ParquetRecordBatchReaderBuilder};
+    use parquet::basic::Compression;
+    let dir = tempfile::tempdir().unwrap();
+    let mut lake = LakeWriter::open(&LakeConfig::new(format!("file://{}", dir.path().display())))
+        .await
+        .unwrap();
+    let events: Vec<Event> = (0..100).map(|i| event(i, "waf", DAY_US + i)).collect();
+    let (ack, _waiter) = Ack::new();
+    lake.write(Format::Waf, &events_to_batch(&events).unwrap(), &ack)
+        .await
+        .unwrap();
+    lake.close_all().await.unwrap();
+    let file = files_under(dir.path()).pop().unwrap();
+    let file = std::fs::File::open(dir.path().join(file)).unwrap();
+    let options = ArrowReaderOptions::new().with_page_index(true);
+    let reader = ParquetRecordBatchReaderBuilder::try_new_with_options(file, options).unwrap();
+    let meta = reader.metadata();
+    let schema = meta.file_metadata().schema_descr();
+    let ts = (0..schema.num_columns())
+        .find(|i| schema.column(*i).name() == "ts")
+        .unwrap();
+    let chunk = meta.row_group(0).column(ts);
+    assert!(matches!(chunk.compression(), Compression::ZSTD(_)));
+    assert!(
+        chunk
+            .statistics()
+            .is_some_and(|s| s.min_bytes_opt().is_some())
+    );
+    let column_index = meta.column_index().expect("page index written");
+    assert!(!column_index[0].is_empty());
+}
