@@ -67,8 +67,9 @@ pub(super) fn parse(
     let mut names = String::new();
     let mut spans: SmallVec<[(usize, &str); 16]> = SmallVec::new();
     for h in elements(req.headers) {
+        let Some(h) = h.as_object() else { continue };
         let (mut name, mut value) = (None, None);
-        for (key, v) in h.as_object().into_iter().flat_map(|o| o.iter()) {
+        for (key, v) in h.iter() {
             match key {
                 "name" => name = v.as_str(),
                 "value" => value = v.as_str(),
@@ -76,7 +77,9 @@ pub(super) fn parse(
             }
         }
         if let Some(name) = name {
-            names.extend(name.chars().map(|c| c.to_ascii_lowercase()));
+            let start = names.len();
+            names.push_str(name);
+            names[start..].make_ascii_lowercase();
             spans.push((names.len(), value.unwrap_or_default()));
         }
     }
@@ -103,8 +106,9 @@ pub(super) fn parse(
 
     let mut groups: SmallVec<[&str; 8]> = SmallVec::new();
     for g in elements(log.rule_group_list) {
+        let Some(g) = g.as_object() else { continue };
         let (mut id, mut matched) = (None, false);
-        for (key, v) in g.as_object().into_iter().flat_map(|o| o.iter()) {
+        for (key, v) in g.iter() {
             match key {
                 "ruleGroupId" => id = v.as_str(),
                 "terminatingRule" => matched |= !v.is_null(),
@@ -192,7 +196,10 @@ struct WafFields<'v> {
 impl<'v> WafFields<'v> {
     fn read(value: &'v Value) -> WafFields<'v> {
         let mut f = WafFields::default();
-        for (key, v) in value.as_object().into_iter().flat_map(|o| o.iter()) {
+        let Some(object) = value.as_object() else {
+            return f;
+        };
+        for (key, v) in object.iter() {
             if v.is_null() {
                 continue;
             }
@@ -233,7 +240,10 @@ struct HttpRequest<'v> {
 impl<'v> HttpRequest<'v> {
     fn read(value: &'v Value) -> HttpRequest<'v> {
         let mut f = HttpRequest::default();
-        for (key, v) in value.as_object().into_iter().flat_map(|o| o.iter()) {
+        let Some(object) = value.as_object() else {
+            return f;
+        };
+        for (key, v) in object.iter() {
             let s = v.as_str();
             match key {
                 "clientIp" => f.client_ip = s,

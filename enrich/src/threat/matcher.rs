@@ -1,36 +1,84 @@
 //! Byte-level matchers: multi-substring search (user agents, WAF labels) and
 //! the AWS access key id scanner (app records).
 
-use aho_corasick::AhoCorasick;
 use memchr::memmem::Finder;
 
-/// Case-insensitive (ASCII) search for any of a set of substrings, e.g.
-/// scanner names in a `User-Agent`. aho-corasick scans once for all patterns,
-/// with a SIMD prefilter.
+/// Case-insensitive search for any of a set of ASCII patterns (at least 2
+/// bytes each) in one pass: a table of pattern first bytes and, per first
+/// byte, a bitset of second bytes picks the few positions worth comparing,
+/// and only the patterns with that first byte are compared there.
 #[derive(Debug)]
 pub(crate) struct CiMatcher {
-    automaton: Option<AhoCorasick>,
+    /// 1 + index into `rows` for a pattern first byte (either case), else 0.
+    first: [u8; 256],
+    rows: Vec<Row>,
+}
+
+#[derive(Debug)]
+struct Row {
+    /// Second bytes (both cases) of the row's patterns, as a 256-bit set.
+    second: [u64; 4],
+    /// Lower-cased patterns starting with the row's byte.
+    patterns: Vec<Box<[u8]>>,
 }
 
 impl CiMatcher {
-    /// Builds the automaton; empty patterns are ignored.
+    /// Builds the matcher; patterns must be ASCII and at least 2 bytes long.
     pub(crate) fn new(patterns: &[String]) -> CiMatcher {
-        let patterns: Vec<&str> = patterns
-            .iter()
-            .map(String::as_str)
-            .filter(|p| !p.is_empty())
-            .collect();
-        let automaton = AhoCorasick::builder()
-            .ascii_case_insensitive(true)
-            .build(&patterns)
-            .ok()
-            .filter(|_| !patterns.is_empty());
-        CiMatcher { automaton }
+        let mut m = CiMatcher {
+            first: [0; 256],
+            rows: Vec::new(),
+        };
+        for p in patterns {
+            let lower: Box<[u8]> = p.as_bytes().to_ascii_lowercase().into();
+            let (&a, &b) = match (lower.first(), lower.get(1)) {
+                (Some(a), Some(b)) => (a, b),
+                _ => continue,
+            };
+            let row = match m.first[usize::from(a)] {
+                0 => {
+                    m.rows.push(Row {
+                        second: [0; 4],
+                        patterns: Vec::new(),
+                    });
+                    let row = m.rows.len() as u8;
+                    m.first[usize::from(a)] = row;
+                    m.first[usize::from(a.to_ascii_uppercase())] = row;
+                    row
+                }
+                row => row,
+            };
+            let row = &mut m.rows[usize::from(row - 1)];
+            for c in [b, b.to_ascii_uppercase()] {
+                row.second[usize::from(c >> 6)] |= 1 << (c & 63);
+            }
+            row.patterns.push(lower);
+        }
+        m
     }
 
     /// True if any pattern occurs in `hay`, ignoring ASCII case.
     pub(crate) fn is_match(&self, hay: &[u8]) -> bool {
-        self.automaton.as_ref().is_some_and(|a| a.is_match(hay))
+        for (i, pair) in hay.windows(2).enumerate() {
+            let row = self.first[usize::from(pair[0])];
+            if row == 0 {
+                continue;
+            }
+            let row = &self.rows[usize::from(row - 1)];
+            let c = pair[1];
+            if row.second[usize::from(c >> 6)] >> (c & 63) & 1 == 0 {
+                continue;
+            }
+            let rest = &hay[i..];
+            let hit = row.patterns.iter().any(|p| {
+                rest.get(..p.len())
+                    .is_some_and(|s| s.eq_ignore_ascii_case(p))
+            });
+            if hit {
+                return true;
+            }
+        }
+        false
     }
 }
 
