@@ -332,6 +332,7 @@ async fn files_of_hours_left_behind_are_committed_and_open_files_are_capped() {
 async fn files_are_zstd_with_statistics_and_a_page_index() {
     use parquet::arrow::arrow_reader::{ArrowReaderOptions, ParquetRecordBatchReaderBuilder};
     use parquet::basic::Compression;
+    use parquet::file::metadata::PageIndexPolicy;
     let dir = tempfile::tempdir().unwrap();
     let mut lake = LakeWriter::open(&LakeConfig::new(format!("file://{}", dir.path().display())))
         .await
@@ -344,7 +345,7 @@ async fn files_are_zstd_with_statistics_and_a_page_index() {
     lake.close_all().await.unwrap();
     let file = files_under(dir.path()).pop().unwrap();
     let file = std::fs::File::open(dir.path().join(file)).unwrap();
-    let options = ArrowReaderOptions::new().with_page_index(true);
+    let options = ArrowReaderOptions::new().with_page_index_policy(PageIndexPolicy::Required);
     let reader = ParquetRecordBatchReaderBuilder::try_new_with_options(file, options).unwrap();
     let meta = reader.metadata();
     let schema = meta.file_metadata().schema_descr();

@@ -40,36 +40,44 @@ pub(crate) fn text<'v>(v: &'v Value, key: &str) -> Option<Cow<'v, str>> {
 
 /// A required string field.
 pub(crate) fn req_str<'v>(v: &'v Value, key: &'static str) -> Result<&'v str, FieldError> {
-    let x = get(v, key).ok_or(FieldError::Missing(key))?;
-    x.as_str().ok_or(FieldError::Type(key, "a string"))
+    required_str(get(v, key), key)
 }
 
-/// A required integer field.
-pub(crate) fn req_i64(v: &Value, key: &'static str) -> Result<i64, FieldError> {
-    let x = get(v, key).ok_or(FieldError::Missing(key))?;
-    x.as_i64().ok_or(FieldError::Type(key, "an integer"))
+/// A field found in a one-pass read that must be present.
+pub(crate) fn required<'v>(
+    v: Option<&'v Value>,
+    key: &'static str,
+) -> Result<&'v Value, FieldError> {
+    v.ok_or(FieldError::Missing(key))
 }
 
-/// An optional integer field; a value of another type is an error.
-pub(crate) fn opt_i64(v: &Value, key: &'static str) -> Result<Option<i64>, FieldError> {
-    match get(v, key) {
-        None => Ok(None),
-        Some(x) => x
-            .as_i64()
-            .map(Some)
-            .ok_or(FieldError::Type(key, "an integer")),
-    }
+/// A field found in a one-pass read that must be a string.
+pub(crate) fn required_str<'v>(
+    v: Option<&'v Value>,
+    key: &'static str,
+) -> Result<&'v str, FieldError> {
+    required(v, key)?
+        .as_str()
+        .ok_or(FieldError::Type(key, "a string"))
 }
 
-/// An optional number field; a value of another type is an error.
-pub(crate) fn opt_f64(v: &Value, key: &'static str) -> Result<Option<f64>, FieldError> {
-    match get(v, key) {
-        None => Ok(None),
-        Some(x) => x
-            .as_f64()
-            .map(Some)
-            .ok_or(FieldError::Type(key, "a number")),
-    }
+/// A field found in a one-pass read that must be an integer.
+pub(crate) fn required_i64(v: Option<&Value>, key: &'static str) -> Result<i64, FieldError> {
+    required(v, key)?
+        .as_i64()
+        .ok_or(FieldError::Type(key, "an integer"))
+}
+
+/// An optional integer; a value of another type is an error.
+pub(crate) fn opt_i64(v: Option<&Value>, key: &'static str) -> Result<Option<i64>, FieldError> {
+    v.map(|x| x.as_i64().ok_or(FieldError::Type(key, "an integer")))
+        .transpose()
+}
+
+/// An optional number; a value of another type is an error.
+pub(crate) fn opt_f64(v: Option<&Value>, key: &'static str) -> Result<Option<f64>, FieldError> {
+    v.map(|x| x.as_f64().ok_or(FieldError::Type(key, "a number")))
+        .transpose()
 }
 
 /// The elements of an array field (none when absent, null or not an array).

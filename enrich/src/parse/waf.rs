@@ -33,28 +33,15 @@ pub(super) fn parse(
     let log = WafFields::read(&value);
     let req = log.http_request.map(HttpRequest::read).unwrap_or_default();
     let required = (|| {
-        let ts_ms = log.timestamp.ok_or(FieldError::Missing("timestamp"))?;
-        let ts_ms = ts_ms
-            .as_i64()
-            .ok_or(FieldError::Type("timestamp", "an integer"))?;
-        let action = log.action.ok_or(FieldError::Missing("action"))?;
-        let action = action
-            .as_str()
-            .ok_or(FieldError::Type("action", "a string"))?;
-        let object = log.http_request.ok_or(FieldError::Missing("httpRequest"))?;
-        if !object.is_object() {
+        let ts_ms = json::required_i64(log.timestamp, "timestamp")?;
+        let action = json::required_str(log.action, "action")?;
+        if !json::required(log.http_request, "httpRequest")?.is_object() {
             return Err(FieldError::Type("httpRequest", "an object"));
         }
         let client_ip = req
             .client_ip
             .ok_or(FieldError::Missing("httpRequest.clientIp"))?;
-        let status = match log.response_code_sent {
-            None => None,
-            Some(v) => Some(
-                v.as_i64()
-                    .ok_or(FieldError::Type("responseCodeSent", "an integer"))?,
-            ),
-        };
+        let status = json::opt_i64(log.response_code_sent, "responseCodeSent")?;
         Ok((ts_ms, action, client_ip, status))
     })();
     let (ts_ms, action, client_ip, status) = required.map_err(|e| em.field_error(e))?;
