@@ -1,8 +1,6 @@
 //! The commerce API's JSON access log, one object per request.
 
-use sonic_rs::{JsonContainerTrait as _, JsonValueTrait as _, Value};
-
-use super::json::{FieldError, opt_f64, opt_i64, required_i64, required_str};
+use super::json::{self, FieldError, opt_f64, opt_i64, required_i64, required_str};
 use super::{Emitter, ParseError, rfc3339_micros};
 use crate::schema::{EventBuilder, EventRow};
 use crate::threat::{Signals, Source};
@@ -61,65 +59,27 @@ pub(super) fn parse(
     Ok(())
 }
 
-/// The access-log fields seclake reads, found in one pass over the object
-/// (text fields of another type read as absent).
-#[derive(Default)]
-struct AccessLog<'v> {
-    ts: Option<&'v Value>,
-    method: Option<&'v Value>,
-    status: Option<&'v Value>,
-    latency_ms: Option<&'v Value>,
-    bytes: Option<&'v Value>,
-    amount_krw: Option<&'v Value>,
-    level: Option<&'v str>,
-    service: Option<&'v str>,
-    route: Option<&'v str>,
-    path: Option<&'v str>,
-    client_ip: Option<&'v str>,
-    user_agent: Option<&'v str>,
-    user_id: Option<&'v str>,
-    trace_id: Option<&'v str>,
-    request_id: Option<&'v str>,
-    idempotency_key: Option<&'v str>,
-    order_id: Option<&'v str>,
-    error: Option<&'v str>,
-    msg: Option<&'v str>,
-}
-
-impl<'v> AccessLog<'v> {
-    fn read(value: &'v Value) -> AccessLog<'v> {
-        let mut f = AccessLog::default();
-        let Some(object) = value.as_object() else {
-            return f;
-        };
-        for (key, v) in object.iter() {
-            if v.is_null() {
-                continue;
-            }
-            let s = v.as_str();
-            match key {
-                "ts" => f.ts = Some(v),
-                "method" => f.method = Some(v),
-                "status" => f.status = Some(v),
-                "latency_ms" => f.latency_ms = Some(v),
-                "bytes" => f.bytes = Some(v),
-                "amount_krw" => f.amount_krw = Some(v),
-                "level" => f.level = s,
-                "service" => f.service = s,
-                "route" => f.route = s,
-                "path" => f.path = s,
-                "client_ip" => f.client_ip = s,
-                "user_agent" => f.user_agent = s,
-                "user_id" => f.user_id = s,
-                "trace_id" => f.trace_id = s,
-                "request_id" => f.request_id = s,
-                "idempotency_key" => f.idempotency_key = s,
-                "order_id" => f.order_id = s,
-                "error" => f.error = s,
-                "msg" => f.msg = s,
-                _ => {}
-            }
-        }
-        f
+json::object_fields! {
+    /// The access-log fields seclake reads.
+    struct AccessLog {
+        ts: value = "ts",
+        method: value = "method",
+        status: value = "status",
+        latency_ms: value = "latency_ms",
+        bytes: value = "bytes",
+        amount_krw: value = "amount_krw",
+        level: str = "level",
+        service: str = "service",
+        route: str = "route",
+        path: str = "path",
+        client_ip: str = "client_ip",
+        user_agent: str = "user_agent",
+        user_id: str = "user_id",
+        trace_id: str = "trace_id",
+        request_id: str = "request_id",
+        idempotency_key: str = "idempotency_key",
+        order_id: str = "order_id",
+        error: str = "error",
+        msg: str = "msg",
     }
 }

@@ -91,3 +91,48 @@ pub(crate) fn elements(v: Option<&Value>) -> impl Iterator<Item = &Value> {
         .into_iter()
         .flat_map(|a| a.iter())
 }
+
+/// Declares a struct of the fields a parser reads from one JSON object and a
+/// `read` that fills them in a single pass over the object's keys (looking
+/// fields up one at a time rescans the keys for each). `value` fields keep
+/// the raw value (absent when null); `str` fields keep strings only.
+macro_rules! object_fields {
+    (
+        $(#[$meta:meta])*
+        struct $name:ident {
+            $( $field:ident : $kind:ident = $key:literal ),+ $(,)?
+        }
+    ) => {
+        $(#[$meta])*
+        #[derive(Default)]
+        struct $name<'v> {
+            $( $field: $crate::parse::json::object_fields!(@type $kind), )+
+        }
+
+        impl<'v> $name<'v> {
+            fn read(value: &'v sonic_rs::Value) -> $name<'v> {
+                use sonic_rs::{JsonContainerTrait as _, JsonValueTrait as _};
+                let mut fields = $name::default();
+                let Some(object) = value.as_object() else {
+                    return fields;
+                };
+                for (key, v) in object.iter() {
+                    if v.is_null() {
+                        continue;
+                    }
+                    match key {
+                        $( $key => fields.$field = $crate::parse::json::object_fields!(@take $kind, v), )+
+                        _ => {}
+                    }
+                }
+                fields
+            }
+        }
+    };
+    (@type value) => { Option<&'v sonic_rs::Value> };
+    (@type str) => { Option<&'v str> };
+    (@take value, $v:ident) => { Some($v) };
+    (@take str, $v:ident) => { $v.as_str() };
+}
+
+pub(crate) use object_fields;

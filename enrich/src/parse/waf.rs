@@ -3,7 +3,7 @@
 //! Field names follow AWS's "Log fields for web ACL traffic"; fields seclake
 //! does not store are never looked at, and unknown ones are ignored.
 
-use sonic_rs::{JsonContainerTrait as _, JsonValueTrait as _, Value};
+use sonic_rs::{JsonContainerTrait as _, JsonValueTrait as _};
 
 use smallvec::SmallVec;
 
@@ -162,88 +162,35 @@ pub(super) fn parse(
     Ok(())
 }
 
-/// The top-level fields seclake reads; strings that are not strings read as absent.
-#[derive(Default)]
-struct WafFields<'v> {
-    timestamp: Option<&'v Value>,
-    action: Option<&'v Value>,
-    http_request: Option<&'v Value>,
-    response_code_sent: Option<&'v Value>,
-    webacl_id: Option<&'v str>,
-    terminating_rule_id: Option<&'v str>,
-    terminating_rule_type: Option<&'v str>,
-    http_source_name: Option<&'v str>,
-    rule_group_list: Option<&'v Value>,
-    rate_based_rule_list: Option<&'v Value>,
-    labels: Option<&'v Value>,
-    ja3: Option<&'v str>,
-    ja4: Option<&'v str>,
-}
-
-impl<'v> WafFields<'v> {
-    fn read(value: &'v Value) -> WafFields<'v> {
-        let mut f = WafFields::default();
-        let Some(object) = value.as_object() else {
-            return f;
-        };
-        for (key, v) in object.iter() {
-            if v.is_null() {
-                continue;
-            }
-            match key {
-                "timestamp" => f.timestamp = Some(v),
-                "action" => f.action = Some(v),
-                "httpRequest" => f.http_request = Some(v),
-                "responseCodeSent" => f.response_code_sent = Some(v),
-                "webaclId" => f.webacl_id = v.as_str(),
-                "terminatingRuleId" => f.terminating_rule_id = v.as_str(),
-                "terminatingRuleType" => f.terminating_rule_type = v.as_str(),
-                "httpSourceName" => f.http_source_name = v.as_str(),
-                "ruleGroupList" => f.rule_group_list = Some(v),
-                "rateBasedRuleList" => f.rate_based_rule_list = Some(v),
-                "labels" => f.labels = Some(v),
-                "ja3Fingerprint" => f.ja3 = v.as_str(),
-                "ja4Fingerprint" => f.ja4 = v.as_str(),
-                _ => {}
-            }
-        }
-        f
+json::object_fields! {
+    /// The top-level fields seclake reads.
+    struct WafFields {
+        timestamp: value = "timestamp",
+        action: value = "action",
+        http_request: value = "httpRequest",
+        response_code_sent: value = "responseCodeSent",
+        webacl_id: str = "webaclId",
+        terminating_rule_id: str = "terminatingRuleId",
+        terminating_rule_type: str = "terminatingRuleType",
+        http_source_name: str = "httpSourceName",
+        rule_group_list: value = "ruleGroupList",
+        rate_based_rule_list: value = "rateBasedRuleList",
+        labels: value = "labels",
+        ja3: str = "ja3Fingerprint",
+        ja4: str = "ja4Fingerprint",
     }
 }
 
-/// The `httpRequest` fields seclake reads.
-#[derive(Default)]
-struct HttpRequest<'v> {
-    client_ip: Option<&'v str>,
-    country: Option<&'v str>,
-    headers: Option<&'v Value>,
-    uri: Option<&'v str>,
-    args: Option<&'v str>,
-    http_method: Option<&'v str>,
-    request_id: Option<&'v str>,
-    host: Option<&'v str>,
-}
-
-impl<'v> HttpRequest<'v> {
-    fn read(value: &'v Value) -> HttpRequest<'v> {
-        let mut f = HttpRequest::default();
-        let Some(object) = value.as_object() else {
-            return f;
-        };
-        for (key, v) in object.iter() {
-            let s = v.as_str();
-            match key {
-                "clientIp" => f.client_ip = s,
-                "country" => f.country = s,
-                "headers" => f.headers = Some(v),
-                "uri" => f.uri = s,
-                "args" => f.args = s,
-                "httpMethod" => f.http_method = s,
-                "requestId" => f.request_id = s,
-                "host" => f.host = s,
-                _ => {}
-            }
-        }
-        f
+json::object_fields! {
+    /// The `httpRequest` fields seclake reads.
+    struct HttpRequest {
+        client_ip: str = "clientIp",
+        country: str = "country",
+        headers: value = "headers",
+        uri: str = "uri",
+        args: str = "args",
+        http_method: str = "httpMethod",
+        request_id: str = "requestId",
+        host: str = "host",
     }
 }
