@@ -97,60 +97,93 @@ fn wait_for(limit: Duration, mut check: impl FnMut() -> bool) -> bool {
     false
 }
 
+/// A `seclake run` following a file, with its metrics endpoint.
+struct Following {
+    child: std::process::Child,
+    port: u16,
+    summary: std::path::PathBuf,
+}
+
+impl Following {
+    /// Starts `seclake run` on `source` (a `[[source]]` table and extra
+    /// sections) with metrics on a free port.
+    fn start(dir: &Path, source: &str) -> Following {
+        let port = free_port();
+        let config = write_config(
+            dir,
+            source,
+            &format!("[metrics]\naddress = \"127.0.0.1:{port}\"\n"),
+        );
+        let summary = dir.join("summary.json");
+        let child = Command::new(BIN)
+            .args(["run", "--config"])
+            .arg(&config)
+            .arg("--summary-json")
+            .arg(&summary)
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("starts");
+        Following {
+            child,
+            port,
+            summary,
+        }
+    }
+
+    /// Waits until `/metrics` contains `text`.
+    fn metric(&self, text: &str) -> bool {
+        wait_for(Duration::from_secs(30), || {
+            get(self.port, "/metrics").is_some_and(|m| m.contains(text))
+        })
+    }
+
+    fn signal(&self, name: &str) {
+        let sent = Command::new("kill")
+            .args([name, &self.child.id().to_string()])
+            .status()
+            .expect("kill runs");
+        assert!(sent.success());
+    }
+
+    /// Sends SIGTERM, waits for a successful exit and returns the summary.
+    fn terminate(mut self) -> serde_json::Value {
+        self.signal("-TERM");
+        let mut status = None;
+        let exited = wait_for(Duration::from_secs(30), || {
+            status = self.child.try_wait().expect("status");
+            status.is_some()
+        });
+        if !exited {
+            let _ = self.child.kill();
+        }
+        assert!(exited, "seclake did not exit after SIGTERM");
+        assert!(status.expect("exited").success());
+        let text = std::fs::read(&self.summary).expect("summary written");
+        serde_json::from_slice(&text).expect("json")
+    }
+}
+
 #[test]
 fn sigterm_while_following_commits_everything_read_and_exits_zero() {
     let dir = tempfile::tempdir().expect("tempdir");
     let lines: Vec<String> = (0..500).map(app_line).collect();
     std::fs::write(dir.path().join("app.ndjson"), lines.join("\n") + "\n").expect("written");
-    let port = free_port();
     let source = format!(
         "[[source]]\ntype = \"file\"\nformat = \"app\"\nfollow = true\npath = \"{}/app.ndjson\"\n",
         dir.path().display()
     );
-    let config = write_config(
-        dir.path(),
-        &source,
-        &format!("[metrics]\naddress = \"127.0.0.1:{port}\"\n"),
-    );
-    let summary = dir.path().join("summary.json");
-    let mut child = Command::new(BIN)
-        .args(["run", "--config"])
-        .arg(&config)
-        .arg("--summary-json")
-        .arg(&summary)
-        .stdout(Stdio::null())
-        .spawn()
-        .expect("starts");
-
+    let mut run = Following::start(dir.path(), &source);
     let healthy = wait_for(Duration::from_secs(30), || {
-        get(port, "/healthz").is_some_and(|r| r.contains("ok"))
+        get(run.port, "/healthz").is_some_and(|r| r.contains("ok"))
     });
     assert!(healthy, "/healthz never answered");
-    let all_processed = wait_for(Duration::from_secs(30), || {
-        get(port, "/metrics")
-            .is_some_and(|m| m.contains("seclake_events_total{source=\"app\"} 500"))
-    });
-    assert!(all_processed, "the 500 events were never counted");
+    assert!(
+        run.metric("seclake_events_total{source=\"app\"} 500"),
+        "the 500 events were never counted"
+    );
     // Following: nothing has been committed yet, the process is waiting for more.
-    assert!(child.try_wait().expect("status").is_none());
-
-    let killed = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .expect("kill runs");
-    assert!(killed.success());
-    let mut status = None;
-    let exited = wait_for(Duration::from_secs(30), || {
-        status = child.try_wait().expect("status");
-        status.is_some()
-    });
-    if !exited {
-        let _ = child.kill();
-    }
-    assert!(exited, "seclake did not exit after SIGTERM");
-    assert!(status.expect("exited").success());
-    let summary: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(&summary).expect("summary written")).expect("json");
+    assert!(run.child.try_wait().expect("status").is_none());
+    let summary = run.terminate();
     assert_eq!(summary["lake_rows"], 500);
     assert_eq!(summary["sources"]["app"]["events"], 500);
 }
@@ -164,33 +197,14 @@ fn sighup_reloads_geoip_without_losing_events() {
     let log = dir.path().join("app.ndjson");
     let first: Vec<String> = (0..200).map(app_line).collect();
     std::fs::write(&log, first.join("\n") + "\n").expect("written");
-    let port = free_port();
     let source = format!(
         "[[source]]\ntype = \"file\"\nformat = \"app\"\nfollow = true\npath = \"{}\"\n\n[geoip]\ncity = \"{}\"\n",
         log.display(),
         city.display()
     );
-    let config = write_config(
-        dir.path(),
-        &source,
-        &format!("[metrics]\naddress = \"127.0.0.1:{port}\"\n"),
-    );
-    let summary = dir.path().join("summary.json");
-    let mut child = Command::new(BIN)
-        .args(["run", "--config"])
-        .arg(&config)
-        .arg("--summary-json")
-        .arg(&summary)
-        .stdout(Stdio::null())
-        .spawn()
-        .expect("starts");
-    let metric = |text: &str| {
-        wait_for(Duration::from_secs(30), || {
-            get(port, "/metrics").is_some_and(|m| m.contains(text))
-        })
-    };
+    let run = Following::start(dir.path(), &source);
     assert!(
-        metric("seclake_events_total{source=\"app\"} 200"),
+        run.metric("seclake_events_total{source=\"app\"} 200"),
         "first 200 never counted"
     );
 
@@ -198,13 +212,9 @@ fn sighup_reloads_geoip_without_losing_events() {
     let staged = dir.path().join("city.mmdb.new");
     std::fs::copy(format!("{geo}/GeoLite2-City-Test.mmdb"), &staged).expect("copied");
     std::fs::rename(&staged, &city).expect("renamed");
-    let hup = Command::new("kill")
-        .args(["-HUP", &child.id().to_string()])
-        .status()
-        .expect("kill");
-    assert!(hup.success());
+    run.signal("-HUP");
     assert!(
-        metric("seclake_geoip_reloads_total{result=\"ok\"} 1"),
+        run.metric("seclake_geoip_reloads_total{result=\"ok\"} 1"),
         "reload never counted"
     );
 
@@ -217,25 +227,9 @@ fn sighup_reloads_geoip_without_losing_events() {
         .expect("appended");
     drop(file);
     assert!(
-        metric("seclake_events_total{source=\"app\"} 300"),
+        run.metric("seclake_events_total{source=\"app\"} 300"),
         "appended lines never counted"
     );
-
-    let term = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .expect("kill");
-    assert!(term.success());
-    let mut status = None;
-    let exited = wait_for(Duration::from_secs(30), || {
-        status = child.try_wait().expect("status");
-        status.is_some()
-    });
-    if !exited {
-        let _ = child.kill();
-    }
-    assert!(exited && status.expect("exited").success());
-    let summary: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(&summary).expect("summary written")).expect("json");
+    let summary = run.terminate();
     assert_eq!(summary["lake_rows"], 300);
 }
