@@ -53,7 +53,14 @@ macro_rules! event_schema {
         /// Appends events column by column into Arrow builders.
         pub struct EventBuilder {
             $( $name: <$kind as Column>::Builder, )+
+            /// Nulls not yet appended, per column.
+            nulls: PendingNulls,
             len: usize,
+        }
+
+        #[derive(Default)]
+        struct PendingNulls {
+            $( $name: usize, )+
         }
 
         /// Names of every column, in schema order.
@@ -69,24 +76,50 @@ macro_rules! event_schema {
         impl EventBuilder {
             /// A builder with room for `rows` events.
             pub fn with_capacity(rows: usize) -> EventBuilder {
-                EventBuilder { $( $name: <$kind as Column>::builder(rows), )+ len: 0 }
+                EventBuilder {
+                    $( $name: <$kind as Column>::builder(rows), )+
+                    nulls: PendingNulls::default(),
+                    len: 0,
+                }
             }
 
             /// Appends one event.
             pub fn append(&mut self, row: &EventRow<'_>) {
-                $( <$kind as Column>::append(&mut self.$name, row.$name); )+
+                $(
+                    if <$kind as Column>::is_null(&row.$name) {
+                        self.nulls.$name += 1;
+                    } else {
+                        let n = std::mem::take(&mut self.nulls.$name);
+                        if n > 0 {
+                            <$kind as Column>::append_nulls(&mut self.$name, n);
+                        }
+                        <$kind as Column>::append(&mut self.$name, row.$name);
+                    }
+                )+
                 self.len += 1;
             }
 
             /// Appends one owned event.
             pub fn append_event(&mut self, event: &Event) {
+                self.flush_nulls();
                 $( <$kind as Column>::append_owned(&mut self.$name, &event.$name); )+
                 self.len += 1;
+            }
+
+            /// Appends every column's counted nulls.
+            fn flush_nulls(&mut self) {
+                $(
+                    let n = std::mem::take(&mut self.nulls.$name);
+                    if n > 0 {
+                        <$kind as Column>::append_nulls(&mut self.$name, n);
+                    }
+                )+
             }
 
             /// Finishes the batch. The builder is left empty, sized for a batch
             /// like this one, so the next batch does not regrow every column.
             pub fn finish(&mut self) -> Result<RecordBatch, SchemaError> {
+                self.flush_nulls();
                 let columns: Vec<ArrayRef> = vec![$( <$kind as Column>::finish(&mut self.$name) ),+];
                 let rows = self.len;
                 *self = EventBuilder::with_capacity(rows.max(1024));

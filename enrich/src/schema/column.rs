@@ -33,6 +33,13 @@ pub trait Column {
     fn builder(rows: usize) -> Self::Builder;
     /// Appends one value.
     fn append(b: &mut Self::Builder, v: Self::Ref<'_>);
+    /// Whether `v` is null. Most columns are null for most sources, so the
+    /// event builder counts nulls and appends them in bulk.
+    fn is_null(_v: &Self::Ref<'_>) -> bool {
+        false
+    }
+    /// Appends `n` nulls (only called for values [`Column::is_null`] accepts).
+    fn append_nulls(_b: &mut Self::Builder, _n: usize) {}
     /// Finishes the column, leaving the builder empty for reuse.
     fn finish(b: &mut Self::Builder) -> ArrayRef;
     /// Appends one owned value (tests and replays; parsers use [`Column::append`]).
@@ -120,6 +127,12 @@ impl Column for OptText {
     fn append(b: &mut StringBuilder, v: Option<&str>) {
         b.append_option(v);
     }
+    fn is_null(v: &Option<&str>) -> bool {
+        v.is_none()
+    }
+    fn append_nulls(b: &mut StringBuilder, n: usize) {
+        b.append_nulls(n);
+    }
     fn finish(b: &mut StringBuilder) -> ArrayRef {
         Arc::new(b.finish())
     }
@@ -173,6 +186,12 @@ macro_rules! primitive_column {
             }
             fn append(b: &mut $builder, v: Option<$rust>) {
                 b.append_option(v);
+            }
+            fn is_null(v: &Option<$rust>) -> bool {
+                v.is_none()
+            }
+            fn append_nulls(b: &mut $builder, n: usize) {
+                b.append_nulls(n);
             }
             fn finish(b: &mut $builder) -> ArrayRef {
                 Arc::new(b.finish())
@@ -250,6 +269,12 @@ impl Column for OptBool {
     }
     fn append(b: &mut BooleanBuilder, v: Option<bool>) {
         b.append_option(v);
+    }
+    fn is_null(v: &Option<bool>) -> bool {
+        v.is_none()
+    }
+    fn append_nulls(b: &mut BooleanBuilder, n: usize) {
+        b.append_nulls(n);
     }
     fn finish(b: &mut BooleanBuilder) -> ArrayRef {
         Arc::new(b.finish())
