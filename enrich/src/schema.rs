@@ -206,7 +206,12 @@ pub fn column_index(name: &str) -> Option<usize> {
 
 /// The threat columns' positions; the sequential scoring stage rewrites them.
 pub(crate) fn threat_columns() -> [usize; 3] {
-    [COLUMNS.len() - 3, COLUMNS.len() - 2, COLUMNS.len() - 1]
+    static INDEXES: OnceLock<[usize; 3]> = OnceLock::new();
+    *INDEXES.get_or_init(|| {
+        ["threat_score", "threat_level", "threat_reasons"].map(|name| {
+            column_index(name).unwrap_or_else(|| unreachable!("{name} is in the schema"))
+        })
+    })
 }
 
 event_schema! {

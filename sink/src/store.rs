@@ -34,15 +34,21 @@ pub struct S3Options {
 
 /// Checks that `url` is a usable `file://` or `s3://` URL without touching it.
 pub fn check_url(key: &'static str, url: &str) -> Result<(), SinkError> {
+    parse_url(key, url).map(drop)
+}
+
+/// Parses a lake or dead-letter URL, refusing what `Location::open` can't open.
+fn parse_url(key: &'static str, url: &str) -> Result<Url, SinkError> {
     let bad = |why: String| SinkError::Config { key, why };
     let parsed = Url::parse(url).map_err(|e| bad(format!("{url:?} is not a URL: {e}")))?;
     match parsed.scheme() {
-        "file" => parsed
-            .to_file_path()
-            .map(|_| ())
-            .map_err(|()| bad(format!("{url:?} is not an absolute file:// path"))),
-        "s3" if parsed.host_str().is_some_and(|b| !b.is_empty()) => Ok(()),
-        "s3" => Err(bad(format!("{url:?} names no bucket"))),
+        "file" if parsed.to_file_path().is_err() => {
+            Err(bad(format!("{url:?} is not an absolute file:// path")))
+        }
+        "s3" if parsed.host_str().is_none_or(str::is_empty) => {
+            Err(bad(format!("{url:?} names no bucket")))
+        }
+        "file" | "s3" => Ok(parsed),
         other => Err(bad(format!(
             "unsupported scheme {other:?} in {url:?}: use file:///absolute/path or s3://bucket/prefix"
         ))),
@@ -54,8 +60,7 @@ impl Location {
     /// created when missing. `key` names the config key in errors.
     pub fn open(key: &'static str, url: &str, s3: &S3Options) -> Result<Location, SinkError> {
         let bad = |why: String| SinkError::Config { key, why };
-        check_url(key, url)?;
-        let parsed = Url::parse(url).map_err(|e| bad(format!("{url:?} is not a URL: {e}")))?;
+        let parsed = parse_url(key, url)?;
         match parsed.scheme() {
             "file" => {
                 let dir = parsed
@@ -71,11 +76,9 @@ impl Location {
                     url: url.to_owned(),
                 })
             }
-            "s3" => {
-                let bucket = parsed
-                    .host_str()
-                    .filter(|b| !b.is_empty())
-                    .ok_or_else(|| bad(format!("{url:?} names no bucket")))?;
+            _ => {
+                // parse_url accepted it, so this is s3:// with a bucket.
+                let bucket = parsed.host_str().unwrap_or_default();
                 let mut builder = AmazonS3Builder::from_env().with_bucket_name(bucket);
                 if let Some(endpoint) = &s3.endpoint {
                     builder = builder
@@ -95,7 +98,6 @@ impl Location {
                     url: url.to_owned(),
                 })
             }
-            other => Err(bad(format!("unsupported scheme {other:?}"))),
         }
     }
 

@@ -5,7 +5,7 @@ use std::borrow::Cow;
 
 use sonic_rs::JsonValueTrait as _;
 
-use super::json::{self, FieldError, get, items, req_str, text};
+use super::json::{self, FieldError, elements, required_str};
 use super::{Emitter, ParseError, rfc3339_micros};
 use crate::schema::{EventBuilder, EventRow};
 use crate::threat::{Signals, Source};
@@ -15,39 +15,27 @@ pub(super) fn parse(
     em: &mut Emitter,
     out: &mut EventBuilder,
 ) -> Result<(), ParseError> {
-    let alert = em.parse_object(raw)?;
+    let value = em.parse_object(raw)?;
+    let alert = Alert::read(&value);
     let required = (|| {
         Ok::<_, FieldError>((
-            req_str(&alert, "time")?,
-            req_str(&alert, "rule")?,
-            req_str(&alert, "priority")?,
+            required_str(alert.time, "time")?,
+            required_str(alert.rule, "rule")?,
+            required_str(alert.priority, "priority")?,
         ))
     })();
     let (time, rule, priority) = required.map_err(|e| em.field_error(e))?;
     let ts = rfc3339_micros(time).ok_or_else(|| em.timestamp_error("time", time))?;
 
-    let empty = sonic_rs::Value::new();
-    let fields = get(&alert, "output_fields").unwrap_or(&empty);
-    let field = |key: &str| text(fields, key);
-    let (container_id, k8s_namespace, k8s_pod) = (
-        field("container.id"),
-        field("k8s.ns.name"),
-        field("k8s.pod.name"),
-    );
-    let (proc_name, proc_cmdline, user_name, remote_ip) = (
-        field("proc.name"),
-        field("proc.cmdline"),
-        field("user.name"),
-        field("fd.rip"),
-    );
-    let image = match (
-        field("container.image.repository"),
-        field("container.image.tag"),
-    ) {
+    let fields = alert
+        .output_fields
+        .map(OutputFields::read)
+        .unwrap_or_default();
+    let image = match (fields.image_repository, fields.image_tag) {
         (Some(repo), Some(tag)) if !tag.is_empty() => Some(Cow::Owned(format!("{repo}:{tag}"))),
         (repo, _) => repo,
     };
-    let tags: Vec<&str> = items(&alert, "tags").filter_map(|t| t.as_str()).collect();
+    let tags: Vec<&str> = elements(alert.tags).filter_map(|t| t.as_str()).collect();
     let mitre: Vec<&str> = tags.iter().copied().filter(|t| is_mitre_id(t)).collect();
     let severity = priority.to_ascii_lowercase();
     let row = EventRow {
@@ -55,16 +43,16 @@ pub(super) fn parse(
         rule: Some(rule),
         severity: Some(&severity),
         falco_priority: Some(priority),
-        falco_source: json::str(&alert, "source"),
-        falco_output: json::str(&alert, "output"),
-        hostname: json::str(&alert, "hostname"),
-        k8s_namespace: k8s_namespace.as_deref(),
-        k8s_pod: k8s_pod.as_deref(),
-        container_id: container_id.as_deref(),
+        falco_source: alert.source,
+        falco_output: alert.output,
+        hostname: alert.hostname,
+        k8s_namespace: fields.k8s_namespace.as_deref(),
+        k8s_pod: fields.k8s_pod.as_deref(),
+        container_id: fields.container_id.as_deref(),
         container_image: image.as_deref(),
-        proc_name: proc_name.as_deref(),
-        proc_cmdline: proc_cmdline.as_deref(),
-        user_name: user_name.as_deref(),
+        proc_name: fields.proc_name.as_deref(),
+        proc_cmdline: fields.proc_cmdline.as_deref(),
+        user_name: fields.user_name.as_deref(),
         falco_tags: &tags,
         mitre_ids: &mitre,
         ..EventRow::default()
@@ -75,8 +63,37 @@ pub(super) fn parse(
         falco_tags: &tags,
         ..Signals::default()
     };
-    em.emit(out, raw, row, signals, remote_ip.as_deref(), false);
+    em.emit(out, raw, row, signals, fields.remote_ip.as_deref(), false);
     Ok(())
+}
+
+json::object_fields! {
+    /// The alert fields seclake reads.
+    struct Alert {
+        time: value = "time",
+        rule: value = "rule",
+        priority: value = "priority",
+        output: str = "output",
+        source: str = "source",
+        hostname: str = "hostname",
+        tags: value = "tags",
+        output_fields: value = "output_fields",
+    }
+}
+
+json::object_fields! {
+    /// The `output_fields` seclake stores; values may be strings or numbers.
+    struct OutputFields {
+        container_id: text = "container.id",
+        image_repository: text = "container.image.repository",
+        image_tag: text = "container.image.tag",
+        k8s_namespace: text = "k8s.ns.name",
+        k8s_pod: text = "k8s.pod.name",
+        proc_name: text = "proc.name",
+        proc_cmdline: text = "proc.cmdline",
+        user_name: text = "user.name",
+        remote_ip: text = "fd.rip",
+    }
 }
 
 /// `T1059` or `T1555.003`: a MITRE ATT&CK technique or sub-technique id.

@@ -208,13 +208,6 @@ impl Hex32 {
     }
 }
 
-/// The deterministic event id of a raw record of `format`.
-pub fn event_id(format: Format, raw: &[u8]) -> String {
-    Hex32::new(xxh3_128_with_seed(raw, format as u64))
-        .as_str()
-        .to_owned()
-}
-
 impl Emitter {
     /// Completes `row` with what every event gets and appends it.
     ///
