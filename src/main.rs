@@ -10,6 +10,11 @@ use clap::{Parser, Subcommand};
 use seclake::config::Config;
 use seclake::pipeline::{RunOptions, RunSummary};
 
+// glibc's malloc takes its slow path for the per-record JSON buffers
+// (over 1 KiB); mimalloc serves them from thread-local pages.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Security-log pipeline: AWS WAF, Falco and app logs into an enriched Parquet lake.
 #[derive(Parser)]
 #[command(version, about)]

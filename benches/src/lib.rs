@@ -10,6 +10,11 @@
 //! `sonic_rs::Value` ([`floor_parse_line`]). A ratio `x / floor` of 0.5 means
 //! "half as fast as merely parsing the JSON on one core".
 
+// Every bench binary links this crate, so they all run on `seclake`'s
+// allocator: floors and figures are then measured as the product runs.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::io::{self, Read};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -19,11 +24,8 @@ use anyhow::{Context as _, Result};
 use arrow::array::RecordBatch;
 use chrono::NaiveDate;
 use parquet::arrow::ArrowWriter;
-use parquet::basic::{Compression, ZstdLevel};
-use parquet::file::properties::{EnabledStatistics, WriterProperties};
-use parquet::schema::types::ColumnPath;
+use parquet::file::properties::WriterProperties;
 use seclake_enrich::parse::{Enricher, Parsed};
-use seclake_enrich::schema::column_index;
 use seclake_enrich::scoring::WindowScorer;
 use seclake_enrich::threat::ThreatEngine;
 
@@ -184,24 +186,20 @@ pub fn scored_batches(parsed: &[Parsed]) -> Result<Vec<RecordBatch>> {
         .collect()
 }
 
-/// The Parquet writer settings of `sink/src/lake.rs` (`LakeWriter::open`),
-/// repeated here because the lake keeps them private. Keep the two in step.
+/// The lake's Parquet writer settings (`seclake_sink::lake::writer_properties`).
 pub fn lake_writer_properties(zstd_level: i32, row_group_rows: usize) -> Result<WriterProperties> {
-    let level = ZstdLevel::try_new(zstd_level).context("zstd level")?;
-    Ok(WriterProperties::builder()
-        .set_compression(Compression::ZSTD(level))
-        .set_statistics_enabled(EnabledStatistics::Page)
-        .set_max_row_group_row_count(Some(row_group_rows))
-        .set_column_dictionary_enabled(ColumnPath::from("event_id"), false)
-        .set_created_by("seclake-benches".to_owned())
-        .build())
+    let (schema, _) = seclake_sink::lake::file_schema()?;
+    Ok(seclake_sink::lake::writer_properties(
+        &schema,
+        zstd_level,
+        row_group_rows,
+    )?)
 }
 
 /// An event batch as the lake writes it to a file: every column but the
 /// partition column `source`, which lives in the path.
 pub fn lake_file_batch(batch: &RecordBatch) -> Result<RecordBatch> {
-    let source = column_index("source").context("the event schema has no `source` column")?;
-    let columns: Vec<usize> = (0..batch.num_columns()).filter(|i| *i != source).collect();
+    let (_, columns) = seclake_sink::lake::file_schema()?;
     Ok(batch.project(&columns)?)
 }
 

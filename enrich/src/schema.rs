@@ -116,13 +116,12 @@ macro_rules! event_schema {
                 )+
             }
 
-            /// Finishes the batch. The builder is left empty, sized for a batch
-            /// like this one, so the next batch does not regrow every column.
+            /// Finishes the batch. The builder is left empty, each column sized
+            /// for a batch like this one, so the next does not regrow them.
             pub fn finish(&mut self) -> Result<RecordBatch, SchemaError> {
                 self.flush_nulls();
                 let columns: Vec<ArrayRef> = vec![$( <$kind as Column>::finish(&mut self.$name) ),+];
-                let rows = self.len;
-                *self = EventBuilder::with_capacity(rows.max(1024));
+                self.len = 0;
                 Ok(RecordBatch::try_new(event_schema(), columns)?)
             }
         }

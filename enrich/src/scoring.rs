@@ -30,8 +30,13 @@ impl WindowScorer {
     /// Feeds every event of `parsed` to the windows and returns its events
     /// with the threat columns updated where a window rule fired.
     pub fn apply(&mut self, parsed: &Parsed) -> Result<RecordBatch, SchemaError> {
+        /// How many requests ahead windows are prefetched.
+        const AHEAD: usize = 8;
         let mut changed = Vec::new();
         for (row, w) in parsed.windows.iter().enumerate() {
+            if let Some(ip) = parsed.windows.get(row + AHEAD).and_then(|a| a.ip) {
+                self.state.prefetch(ip);
+            }
             let Some(ip) = w.ip else { continue };
             let findings = self.state.observe(ip, w.ts_us, w.blocked, w.uri_hash);
             if !findings.is_empty() {

@@ -98,32 +98,53 @@ const UNIQUE_COLUMNS: [&str; 6] = [
     "order_id",
 ];
 
-/// Columns that keep only row-group statistics: nested values and long
-/// free text, which no query prunes pages by and whose min/max cost string
-/// comparisons on every value.
-const CHUNK_STATS_COLUMNS: [&str; 13] = [
-    "headers",
+/// Columns that keep only row-group statistics: nested values and
+/// identifiers no query prunes pages by.
+const CHUNK_STATS_COLUMNS: [&str; 6] = [
     "waf_rule_groups",
     "waf_labels",
     "falco_tags",
     "mitre_ids",
     "threat_reasons",
+    "waf_web_acl_id",
+];
+
+/// Long free text, the header map and random ids: min/max of such values
+/// prunes nothing (text is matched with `LIKE` or by key; a random id's
+/// range spans every page) yet costs a string comparison per value, the
+/// largest share of the encoder's time on WAF records.
+const NO_STATS_COLUMNS: [&str; 10] = [
+    "event_id",
+    "request_id",
+    "trace_id",
+    "headers",
     "user_agent",
     "waf_args",
-    "waf_web_acl_id",
     "falco_output",
     "proc_cmdline",
     "message",
     "app_error",
 ];
 
-/// zstd, page statistics and the page index (so engines skip pages on `ts`,
-/// `client_ip`, `threat_score`, …), no dictionary for near-unique columns.
-fn writer_properties(
+/// The lake's Parquet settings for files of `file_schema` (see
+/// [`file_schema`]): zstd at `zstd_level`, page statistics and the page index
+/// (so engines skip pages on `ts`, `client_ip`, `threat_score`, …), no
+/// dictionary for near-unique columns.
+pub fn writer_properties(
     file_schema: &arrow::datatypes::Schema,
-    level: ZstdLevel,
+    zstd_level: i32,
     row_group_rows: usize,
 ) -> Result<WriterProperties, SinkError> {
+    let level = ZstdLevel::try_new(zstd_level).map_err(|e| SinkError::Config {
+        key: "lake.zstd_level",
+        why: e.to_string(),
+    })?;
+    if row_group_rows == 0 {
+        return Err(SinkError::Config {
+            key: "lake.row_group_rows",
+            why: "must be at least 1".into(),
+        });
+    }
     let mut props = WriterProperties::builder()
         .set_compression(Compression::ZSTD(level))
         .set_statistics_enabled(EnabledStatistics::Page)
@@ -146,6 +167,10 @@ fn writer_properties(
             props =
                 props.set_column_statistics_enabled(leaf.path().clone(), EnabledStatistics::Chunk);
         }
+        if NO_STATS_COLUMNS.contains(&top) {
+            props =
+                props.set_column_statistics_enabled(leaf.path().clone(), EnabledStatistics::None);
+        }
         // Near-unique columns gain nothing from a dictionary but pay for
         // building one before the writer falls back to plain encoding.
         if UNIQUE_COLUMNS.contains(&top) {
@@ -153,6 +178,18 @@ fn writer_properties(
         }
     }
     Ok(props.build())
+}
+
+/// The schema of lake files, the event schema without the partition column
+/// `source`, and the event-schema indices of its columns.
+pub fn file_schema() -> Result<(SchemaRef, Vec<usize>), SinkError> {
+    let schema = event_schema();
+    let source = column_index("source").ok_or(SinkError::Schema("no source column"))?;
+    let columns: Vec<usize> = (0..schema.fields().len())
+        .filter(|i| *i != source)
+        .collect();
+    let file_schema = schema.project(&columns).map_err(SinkError::Arrow)?;
+    Ok((Arc::new(file_schema), columns))
 }
 
 /// What the lake has written so far.
@@ -212,29 +249,8 @@ impl LakeWriter {
         };
         let location = Location::open("lake.url", &cfg.url, &s3)?;
         crate::check_reachable(&location, "lake.url").await?;
-        let level = ZstdLevel::try_new(cfg.zstd_level).map_err(|e| SinkError::Config {
-            key: "lake.zstd_level",
-            why: e.to_string(),
-        })?;
-        if cfg.row_group_rows == 0 {
-            return Err(SinkError::Config {
-                key: "lake.row_group_rows",
-                why: "must be at least 1".into(),
-            });
-        }
-        let schema = event_schema();
-        let source = column_index("source").ok_or(SinkError::Schema("no source column"))?;
-        let file_columns: Vec<usize> = (0..schema.fields().len())
-            .filter(|i| *i != source)
-            .collect();
-        let file_schema = Arc::new(schema.project(&file_columns).map_err(SinkError::Arrow)?);
-        let props = writer_properties(&file_schema, level, cfg.row_group_rows)?;
-        let schema = event_schema();
-        let source = column_index("source").ok_or(SinkError::Schema("no source column"))?;
-        let file_columns: Vec<usize> = (0..schema.fields().len())
-            .filter(|i| *i != source)
-            .collect();
-        let file_schema = Arc::new(schema.project(&file_columns).map_err(SinkError::Arrow)?);
+        let (file_schema, file_columns) = file_schema()?;
+        let props = writer_properties(&file_schema, cfg.zstd_level, cfg.row_group_rows)?;
         Ok(LakeWriter {
             location,
             props,

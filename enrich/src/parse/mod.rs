@@ -10,12 +10,14 @@ mod falco;
 mod json;
 mod waf;
 
+use std::fmt::Write as _;
 use std::io::Write as _;
 use std::net::IpAddr;
 use std::sync::Arc;
 
 use arrow::array::RecordBatch;
 use seclake_ingest::{Batch, Format};
+use smallvec::SmallVec;
 use sonic_rs::JsonValueTrait;
 use xxhash_rust::xxh3::xxh3_128_with_seed;
 
@@ -109,6 +111,8 @@ pub(crate) struct Emitter {
     format: Format,
     ingest_ts: i64,
     windows: Vec<WindowInput>,
+    /// Reused buffer for the printed threat reasons of one event.
+    reason_text: String,
 }
 
 impl Enricher {
@@ -121,6 +125,7 @@ impl Enricher {
                 format: Format::Waf,
                 ingest_ts: 0,
                 windows: Vec::new(),
+                reason_text: String::new(),
             },
             builder: EventBuilder::with_capacity(4096),
         }
@@ -249,8 +254,23 @@ impl Emitter {
             ..signals
         };
         let assessment = self.threat.assess(&signals);
-        let reasons: Vec<String> = assessment.reasons.iter().map(ToString::to_string).collect();
-        let reason_refs: Vec<&str> = reasons.iter().map(String::as_str).collect();
+        // All reasons are printed into one buffer, then sliced.
+        let mut text = std::mem::take(&mut self.reason_text);
+        text.clear();
+        let mut ends: SmallVec<[usize; 8]> = SmallVec::new();
+        for reason in &assessment.reasons {
+            let _ = write!(text, "{reason}");
+            ends.push(text.len());
+        }
+        let mut start = 0;
+        let reasons: SmallVec<[&str; 8]> = ends
+            .iter()
+            .map(|&end| {
+                let r = &text[start..end];
+                start = end;
+                r
+            })
+            .collect();
 
         let row = EventRow {
             event_id: id.as_str(),
@@ -267,7 +287,7 @@ impl Emitter {
             as_org: geo.as_org.as_deref(),
             threat_score: i32::from(assessment.score),
             threat_level: assessment.level.as_str(),
-            threat_reasons: &reason_refs,
+            threat_reasons: &reasons,
             ..row
         };
         self.windows.push(WindowInput {
@@ -281,6 +301,8 @@ impl Emitter {
             level: assessment.level,
         });
         out.append(&row);
+        drop(reasons);
+        self.reason_text = text;
     }
 
     /// Parses a record that must be a JSON object.

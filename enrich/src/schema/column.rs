@@ -15,6 +15,12 @@ use arrow::datatypes::{
     DataType, Field, Fields, Float64Type, Int32Type, Int64Type, TimeUnit, TimestampMicrosecondType,
 };
 
+/// A string builder for a batch like one of `items` strings and `bytes`
+/// bytes, with a quarter more room.
+fn strings_like(items: usize, bytes: usize) -> StringBuilder {
+    StringBuilder::with_capacity(items + items / 4, bytes + bytes / 4)
+}
+
 /// How one field of the event schema is stored in Arrow.
 pub trait Column {
     /// What a parser appends: borrows from the input where it can.
@@ -40,7 +46,8 @@ pub trait Column {
     }
     /// Appends `n` nulls (only called for values [`Column::is_null`] accepts).
     fn append_nulls(_b: &mut Self::Builder, _n: usize) {}
-    /// Finishes the column, leaving the builder empty for reuse.
+    /// Finishes the column, leaving the builder empty and sized like the
+    /// finished column, so the next batch of a stream does not regrow it.
     fn finish(b: &mut Self::Builder) -> ArrayRef;
     /// Appends one owned value (tests and replays; parsers use [`Column::append`]).
     fn append_owned(b: &mut Self::Builder, v: &Self::Owned);
@@ -103,7 +110,9 @@ impl Column for Text {
         b.append_value(v);
     }
     fn finish(b: &mut StringBuilder) -> ArrayRef {
-        Arc::new(b.finish())
+        let a = b.finish();
+        *b = strings_like(a.len(), a.value_data().len());
+        Arc::new(a)
     }
     fn append_owned(b: &mut StringBuilder, v: &String) {
         b.append_value(v);
@@ -134,7 +143,9 @@ impl Column for OptText {
         b.append_nulls(n);
     }
     fn finish(b: &mut StringBuilder) -> ArrayRef {
-        Arc::new(b.finish())
+        let a = b.finish();
+        *b = strings_like(a.len(), a.value_data().len());
+        Arc::new(a)
     }
     fn append_owned(b: &mut StringBuilder, v: &Option<String>) {
         b.append_option(v.as_deref());
@@ -160,7 +171,9 @@ impl Column for Timestamp {
         b.append_value(v);
     }
     fn finish(b: &mut TimestampMicrosecondBuilder) -> ArrayRef {
-        Arc::new(b.finish())
+        let a = b.finish();
+        *b = Self::builder(a.len());
+        Arc::new(a)
     }
     fn append_owned(b: &mut TimestampMicrosecondBuilder, v: &i64) {
         b.append_value(*v);
@@ -194,7 +207,9 @@ macro_rules! primitive_column {
                 b.append_nulls(n);
             }
             fn finish(b: &mut $builder) -> ArrayRef {
-                Arc::new(b.finish())
+                let a = b.finish();
+                *b = <$builder>::with_capacity(a.len());
+                Arc::new(a)
             }
             fn append_owned(b: &mut $builder, v: &Option<$rust>) {
                 b.append_option(*v);
@@ -246,7 +261,9 @@ impl Column for I32 {
         b.append_value(v);
     }
     fn finish(b: &mut Int32Builder) -> ArrayRef {
-        Arc::new(b.finish())
+        let a = b.finish();
+        *b = Int32Builder::with_capacity(a.len());
+        Arc::new(a)
     }
     fn append_owned(b: &mut Int32Builder, v: &i32) {
         b.append_value(*v);
@@ -277,7 +294,9 @@ impl Column for OptBool {
         b.append_nulls(n);
     }
     fn finish(b: &mut BooleanBuilder) -> ArrayRef {
-        Arc::new(b.finish())
+        let a = b.finish();
+        *b = BooleanBuilder::with_capacity(a.len());
+        Arc::new(a)
     }
     fn append_owned(b: &mut BooleanBuilder, v: &Option<bool>) {
         b.append_option(*v);
@@ -305,7 +324,13 @@ impl Column for TextList {
         b.append(true);
     }
     fn finish(b: &mut ListBuilder<StringBuilder>) -> ArrayRef {
-        Arc::new(b.finish())
+        let a = b.finish();
+        let items = a.values().as_string::<i32>();
+        *b = ListBuilder::with_capacity(
+            strings_like(items.len(), items.value_data().len()),
+            a.len(),
+        );
+        Arc::new(a)
     }
     fn append_owned(b: &mut ListBuilder<StringBuilder>, v: &Vec<String>) {
         for s in v {
@@ -362,7 +387,15 @@ impl Column for TextMap {
         let _ = b.append(v.is_some());
     }
     fn finish(b: &mut MapBuilder<StringBuilder, StringBuilder>) -> ArrayRef {
-        Arc::new(b.finish())
+        let a = b.finish();
+        let (keys, values) = (a.keys().as_string::<i32>(), a.values().as_string::<i32>());
+        *b = MapBuilder::with_capacity(
+            Some(map_names()),
+            strings_like(keys.len(), keys.value_data().len()),
+            strings_like(values.len(), values.value_data().len()),
+            a.len(),
+        );
+        Arc::new(a)
     }
     fn append_owned(
         b: &mut MapBuilder<StringBuilder, StringBuilder>,

@@ -252,7 +252,11 @@ impl IpWindow {
         {
             f.push(&r.rule);
         }
+        // Each recorded request sets at most one sketch bit, and the URI
+        // slots never reach further back than the request buckets, so with
+        // few requests the sketch has too many zero bits to fire: skip it.
         if let Some(r) = &rules.scanner
+            && SKETCH_BITS.saturating_sub(self.total) < r.fire_below_zeros
             && self.zero_uri_bits() < r.fire_below_zeros
         {
             f.push(&r.rule);
@@ -302,6 +306,19 @@ impl WindowState {
         w.evaluate(&self.rules)
     }
 
+    /// Starts loading `ip`'s window into the cache. With tens of thousands
+    /// of IPs tracked a window is rarely cached, so the scorer calls this a
+    /// few requests ahead of [`WindowState::observe`] to overlap the misses.
+    pub fn prefetch(&self, ip: IpAddr) {
+        if let Some(w) = self
+            .index
+            .get(&ip_key(ip))
+            .and_then(|&i| self.slots.get(i as usize))
+        {
+            prefetch(std::ptr::from_ref(w).cast());
+        }
+    }
+
     /// Number of IPs currently tracked (at most `window.max_ips`).
     pub fn tracked_ips(&self) -> usize {
         self.slots.len() - self.free.len()
@@ -349,6 +366,16 @@ impl WindowState {
         }
     }
 }
+
+#[cfg(target_arch = "x86_64")]
+fn prefetch(p: *const i8) {
+    use std::arch::x86_64::{_MM_HINT_T0, _mm_prefetch};
+    // SAFETY: a prefetch is a hint; it never faults, whatever the address.
+    unsafe { _mm_prefetch::<_MM_HINT_T0>(p) }
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+fn prefetch(_p: *const i8) {}
 
 /// One key per address: IPv4 and IPv4-mapped IPv6 map to the same key.
 fn ip_key(ip: IpAddr) -> u128 {
