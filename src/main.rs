@@ -10,10 +10,11 @@ use clap::{Parser, Subcommand};
 use seclake::config::Config;
 use seclake::pipeline::{RunOptions, RunSummary};
 
-// glibc's malloc takes its slow path for the per-record JSON buffers
-// (over 1 KiB); mimalloc serves them from thread-local pages.
+// jemalloc: thread caches for the per-batch buffers that glibc's malloc
+// serves from its slow path, and freed pages kept for reuse instead of being
+// returned and faulted in again (see README, "Dependencies worth a word").
 #[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 /// Security-log pipeline: AWS WAF, Falco and app logs into an enriched Parquet lake.
 #[derive(Parser)]

@@ -13,7 +13,7 @@
 // Every bench binary links this crate, so they all run on `seclake`'s
 // allocator: floors and figures are then measured as the product runs.
 #[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 use std::io::{self, Read};
 use std::path::PathBuf;

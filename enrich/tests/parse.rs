@@ -124,6 +124,23 @@ fn app_access_log_parses_with_nanosecond_time() {
 }
 
 #[test]
+fn numbers_and_escapes_read_as_loggers_write_them() {
+    // An integer latency is a number too; escaped strings are unescaped.
+    let app = br#"{"ts":"2026-11-25T10:00:00Z","method":"GET","status":200,"latency_ms":12,"path":"/a\"b\u00e9","msg":"tab\there"}"#;
+    let e = &events(&parse(Format::App, &[app]))[0];
+    assert_eq!(e.latency_ms, Some(12.0));
+    assert_eq!(e.uri.as_deref(), Some("/a\"b\u{e9}"));
+    assert_eq!(e.message.as_deref(), Some("tab\there"));
+    // Falco's output_fields may hold numbers and booleans where text is stored.
+    let falco = br#"{"time":"2026-11-25T10:00:00Z","rule":"r","priority":"Notice","output_fields":{"user.name":0,"proc.name":true,"k8s.ns.name":1.5,"container.id":18446744073709551615}}"#;
+    let e = &events(&parse(Format::Falco, &[falco]))[0];
+    assert_eq!(e.user_name.as_deref(), Some("0"));
+    assert_eq!(e.proc_name.as_deref(), Some("true"));
+    assert_eq!(e.k8s_namespace.as_deref(), Some("1.5"));
+    assert_eq!(e.container_id.as_deref(), Some("18446744073709551615"));
+}
+
+#[test]
 fn a_leaked_access_key_in_an_app_log_is_critical() {
     let line = br#"{"ts":"2026-11-25T10:00:00Z","method":"GET","status":500,"path":"/x","error":"s3 call failed with key AKIAIOSFODNN7EXAMPLE"}"#;
     let e = &events(&parse(Format::App, &[line]))[0];

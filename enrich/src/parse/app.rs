@@ -8,10 +8,12 @@ use crate::threat::{Signals, Source};
 pub(super) fn parse(
     raw: &[u8],
     em: &mut Emitter,
+    json: &mut json::Scratch,
     out: &mut EventBuilder,
 ) -> Result<(), ParseError> {
-    let value = em.parse_object(raw)?;
-    let log = AccessLog::read(&value);
+    let tape = em.parse_object(json, raw)?;
+    let value = tape.as_value();
+    let log = AccessLog::read(value);
     let fields = (|| {
         Ok::<_, FieldError>((
             required_str(log.ts, "ts")?,

@@ -3,7 +3,7 @@
 
 use std::borrow::Cow;
 
-use sonic_rs::JsonValueTrait as _;
+use simd_json::prelude::ValueIntoString as _;
 
 use super::json::{self, FieldError, elements, required_str};
 use super::{Emitter, ParseError, rfc3339_micros};
@@ -13,10 +13,12 @@ use crate::threat::{Signals, Source};
 pub(super) fn parse(
     raw: &[u8],
     em: &mut Emitter,
+    json: &mut json::Scratch,
     out: &mut EventBuilder,
 ) -> Result<(), ParseError> {
-    let value = em.parse_object(raw)?;
-    let alert = Alert::read(&value);
+    let tape = em.parse_object(json, raw)?;
+    let value = tape.as_value();
+    let alert = Alert::read(value);
     let required = (|| {
         Ok::<_, FieldError>((
             required_str(alert.time, "time")?,
@@ -35,7 +37,9 @@ pub(super) fn parse(
         (Some(repo), Some(tag)) if !tag.is_empty() => Some(Cow::Owned(format!("{repo}:{tag}"))),
         (repo, _) => repo,
     };
-    let tags: Vec<&str> = elements(alert.tags).filter_map(|t| t.as_str()).collect();
+    let tags: Vec<&str> = elements(alert.tags)
+        .filter_map(|t| t.into_string())
+        .collect();
     let mitre: Vec<&str> = tags.iter().copied().filter(|t| is_mitre_id(t)).collect();
     let severity = priority.to_ascii_lowercase();
     let row = EventRow {

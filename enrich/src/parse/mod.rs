@@ -1,7 +1,7 @@
 //! Parsers: raw records of each format into rows of the event schema.
 //!
-//! Each format module parses a record with sonic-rs, reads the fields it
-//! stores (see `json.rs` for why a sonic-rs `Value`), fills an [`EventRow`] and
+//! Each format module parses a record with simd-json, reads the fields it
+//! stores (see `json.rs` for why a simd-json tape), fills an [`EventRow`] and
 //! the threat [`Signals`], and hands both to the shared emitter, which adds
 //! what every event gets: the id, GeoIP, the stateless threat assessment.
 
@@ -18,7 +18,6 @@ use std::sync::Arc;
 use arrow::array::RecordBatch;
 use seclake_ingest::{Batch, Format};
 use smallvec::SmallVec;
-use sonic_rs::JsonValueTrait;
 use xxhash_rust::xxh3::xxh3_128_with_seed;
 
 use crate::geoip::{GeoInfo, GeoIp, GeoLookup, classify};
@@ -102,6 +101,7 @@ pub struct Parsed {
 pub struct Enricher {
     emitter: Emitter,
     builder: EventBuilder,
+    json: json::Scratch,
 }
 
 /// What every format's parser hands its rows to.
@@ -128,6 +128,7 @@ impl Enricher {
                 reason_text: String::new(),
             },
             builder: EventBuilder::with_capacity(4096),
+            json: json::Scratch::default(),
         }
     }
 
@@ -156,10 +157,11 @@ impl Enricher {
             let result = if truncated {
                 Err(ParseError::Truncated)
             } else {
+                let (json, out) = (&mut self.json, &mut self.builder);
                 match format {
-                    Format::Waf => waf::parse(raw, em, &mut self.builder),
-                    Format::Falco => falco::parse(raw, em, &mut self.builder),
-                    Format::App => app::parse(raw, em, &mut self.builder),
+                    Format::Waf => waf::parse(raw, em, json, out),
+                    Format::Falco => falco::parse(raw, em, json, out),
+                    Format::App => app::parse(raw, em, json, out),
                 }
             };
             if let Err(reason) = result {
@@ -306,10 +308,14 @@ impl Emitter {
     }
 
     /// Parses a record that must be a JSON object.
-    pub(crate) fn parse_object(&self, raw: &[u8]) -> Result<sonic_rs::Value, ParseError> {
-        let value: sonic_rs::Value = sonic_rs::from_slice(raw).map_err(|e| self.json_error(e))?;
-        if value.is_object() {
-            Ok(value)
+    pub(crate) fn parse_object<'s>(
+        &self,
+        json: &'s mut json::Scratch,
+        raw: &[u8],
+    ) -> Result<simd_json::tape::Tape<'s>, ParseError> {
+        let tape = json.parse(raw).map_err(|e| self.json_error(raw, &e))?;
+        if tape.as_value().is_object() {
+            Ok(tape)
         } else {
             Err(ParseError::Json {
                 format: self.format,
@@ -330,11 +336,19 @@ impl Emitter {
         }
     }
 
-    pub(crate) fn json_error(&self, e: sonic_rs::Error) -> ParseError {
-        // sonic-rs appends a multi-line excerpt of the input; the dead letter
-        // already holds the raw record, so keep the first line only.
-        let message = e.to_string();
-        let message = message.lines().next().unwrap_or_default().to_owned();
+    /// Describes invalid JSON. simd-json's errors name a bare error kind, so
+    /// the record is checked again to say what and where: UTF-8 first, then
+    /// serde_json for the syntax (line and column). Bad records are rare, so
+    /// the second look costs nothing.
+    pub(crate) fn json_error(&self, raw: &[u8], e: &simd_json::Error) -> ParseError {
+        let message = if let Err(bad) = std::str::from_utf8(raw) {
+            format!("invalid UTF-8 at byte {}", bad.valid_up_to())
+        } else {
+            match serde_json::from_slice::<serde::de::IgnoredAny>(raw) {
+                Err(described) => described.to_string(),
+                Ok(_) => e.to_string(),
+            }
+        };
         ParseError::Json {
             format: self.format,
             message,

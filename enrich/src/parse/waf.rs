@@ -3,7 +3,7 @@
 //! Field names follow AWS's "Log fields for web ACL traffic"; fields seclake
 //! does not store are never looked at, and unknown ones are ignored.
 
-use sonic_rs::{JsonContainerTrait as _, JsonValueTrait as _};
+use simd_json::prelude::{TypedScalarValue as _, ValueIntoString as _};
 
 use smallvec::SmallVec;
 
@@ -25,12 +25,14 @@ const REDACTED: &str = "[REDACTED]";
 pub(super) fn parse(
     raw: &[u8],
     em: &mut Emitter,
+    json: &mut json::Scratch,
     out: &mut EventBuilder,
 ) -> Result<(), ParseError> {
-    let value = em.parse_object(raw)?;
+    let tape = em.parse_object(json, raw)?;
+    let value = tape.as_value();
     // One pass over each object: looking fields up one by one rescans the
     // keys every time, which cost more than the parse itself on WAF records.
-    let log = WafFields::read(&value);
+    let log = WafFields::read(value);
     let req = log.http_request.map(HttpRequest::read).unwrap_or_default();
     let required = (|| {
         let ts_ms = json::required_i64(log.timestamp, "timestamp")?;
@@ -58,8 +60,8 @@ pub(super) fn parse(
         let (mut name, mut value) = (None, None);
         for (key, v) in h.iter() {
             match key {
-                "name" => name = v.as_str(),
-                "value" => value = v.as_str(),
+                "name" => name = v.into_string(),
+                "value" => value = v.into_string(),
                 _ => {}
             }
         }
@@ -97,7 +99,7 @@ pub(super) fn parse(
         let (mut id, mut matched) = (None, false);
         for (key, v) in g.iter() {
             match key {
-                "ruleGroupId" => id = v.as_str(),
+                "ruleGroupId" => id = v.into_string(),
                 "terminatingRule" => matched |= !v.is_null(),
                 "nonTerminatingMatchingRules" => {
                     matched |= v.as_array().is_some_and(|r| !r.is_empty());
