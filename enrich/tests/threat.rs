@@ -8,7 +8,7 @@ mod threat_rules {
     use proptest::prelude::*;
     use seclake_enrich::threat::{
         Assessment, IntelListConfig, Signals, Source, ThreatConfig, ThreatEngine, ThreatError,
-        ThreatLevel,
+        ThreatLevel, UaVerdicts,
     };
 
     fn reasons(a: &Assessment) -> Vec<String> {
@@ -216,6 +216,35 @@ mod threat_rules {
             "sqlma",
         ] {
             assert!(ua(&e, agent).is_empty(), "{agent}");
+        }
+    }
+
+    #[test]
+    fn cached_user_agent_verdicts_are_the_uncached_ones() {
+        let e = ThreatEngine::defaults();
+        let mut cache = UaVerdicts::new();
+        let agents = [
+            "sqlmap/1.7.2#stable (https://sqlmap.org)",
+            "Mozilla/5.0 (Windows NT 10.0; Win64; x64) Chrome/124.0.0.0 Safari/537.36",
+            "masscan/1.3",
+            "",
+            "curl/8.5.0",
+        ];
+        // Repeats hit the cache; a thousand distinct agents evict entries.
+        let many: Vec<String> = (0..1000).map(|i| format!("agent-{i} nikto")).collect();
+        let all = agents
+            .iter()
+            .copied()
+            .chain(many.iter().map(String::as_str))
+            .chain(agents.iter().copied())
+            .chain(agents.iter().copied());
+        for agent in all {
+            let s = Signals {
+                source: Source::Waf,
+                user_agent: Some(agent),
+                ..Signals::default()
+            };
+            assert_eq!(e.assess_cached(&s, &mut cache), e.assess(&s), "{agent}");
         }
     }
 

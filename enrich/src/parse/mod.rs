@@ -22,7 +22,7 @@ use xxhash_rust::xxh3::xxh3_128_with_seed;
 
 use crate::geoip::{GeoInfo, GeoIp, GeoLookup, classify};
 use crate::schema::{EventBuilder, EventRow, SchemaError};
-use crate::threat::{Signals, ThreatEngine, ThreatLevel};
+use crate::threat::{Signals, ThreatEngine, ThreatLevel, UaVerdicts};
 
 /// Why a record could not become an event. The text goes to the dead-letter output.
 #[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
@@ -113,6 +113,7 @@ pub(crate) struct Emitter {
     windows: Vec<WindowInput>,
     /// Reused buffer for the printed threat reasons of one event.
     reason_text: String,
+    ua: UaVerdicts,
 }
 
 impl Enricher {
@@ -126,6 +127,7 @@ impl Enricher {
                 ingest_ts: 0,
                 windows: Vec::new(),
                 reason_text: String::new(),
+                ua: UaVerdicts::new(),
             },
             builder: EventBuilder::with_capacity(4096),
             json: json::Scratch::default(),
@@ -255,7 +257,7 @@ impl Emitter {
             client_ip: addr,
             ..signals
         };
-        let assessment = self.threat.assess(&signals);
+        let assessment = self.threat.assess_cached(&signals, &mut self.ua);
         // All reasons are printed into one buffer, then sliced.
         let mut text = std::mem::take(&mut self.reason_text);
         text.clear();

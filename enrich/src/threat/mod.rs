@@ -215,6 +215,54 @@ pub struct Assessment {
     pub reasons: Vec<Reason>,
 }
 
+/// Which `[ua.*]` rules recent user agents matched: a direct-mapped table
+/// keyed by a seeded hash of the user agent, one per worker.
+pub struct UaVerdicts {
+    seed: u64,
+    /// `(hash, mask of matching rules | VALID)`.
+    slots: Box<[(u64, u64)]>,
+}
+
+impl UaVerdicts {
+    const SLOTS: usize = 1024;
+    const VALID: u64 = 1 << 63;
+    /// Rules a mask can hold beside the valid bit.
+    const MAX_RULES: usize = 63;
+
+    /// An empty table. The hash seed is random, so nobody can choose a user
+    /// agent that collides with another and inherits its verdict.
+    pub fn new() -> UaVerdicts {
+        use std::hash::BuildHasher as _;
+        UaVerdicts {
+            seed: std::hash::RandomState::new().hash_one(0u8),
+            slots: vec![(0, 0); Self::SLOTS].into_boxed_slice(),
+        }
+    }
+
+    fn get_or_insert(&mut self, ua: &str, matching: impl FnOnce(&str) -> u64) -> u64 {
+        let hash = xxhash_rust::xxh3::xxh3_64_with_seed(ua.as_bytes(), self.seed);
+        let slot = &mut self.slots[hash as usize % Self::SLOTS];
+        if slot.0 == hash && slot.1 & Self::VALID != 0 {
+            return slot.1 & !Self::VALID;
+        }
+        let mask = matching(ua);
+        *slot = (hash, mask | Self::VALID);
+        mask
+    }
+}
+
+impl Default for UaVerdicts {
+    fn default() -> UaVerdicts {
+        UaVerdicts::new()
+    }
+}
+
+impl fmt::Debug for UaVerdicts {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("UaVerdicts").finish_non_exhaustive()
+    }
+}
+
 /// Compiled rules and intel lists; `Send + Sync`, built once and shared.
 #[derive(Debug)]
 pub struct ThreatEngine {
@@ -255,6 +303,16 @@ impl ThreatEngine {
 
     /// Scores one event with the stateless rules (everything but the windows).
     pub fn assess(&self, s: &Signals<'_>) -> Assessment {
+        self.assess_with(s, None)
+    }
+
+    /// [`ThreatEngine::assess`], remembering user-agent verdicts in `ua`: a
+    /// worker sees the same few user agents over and over.
+    pub fn assess_cached(&self, s: &Signals<'_>, ua: &mut UaVerdicts) -> Assessment {
+        self.assess_with(s, Some(ua))
+    }
+
+    fn assess_with(&self, s: &Signals<'_>, cache: Option<&mut UaVerdicts>) -> Assessment {
         let r = &self.rules;
         let mut acc = Acc::default();
 
@@ -289,8 +347,20 @@ impl ThreatEngine {
         }
 
         if let Some(ua) = s.user_agent {
-            for (rule, m) in &r.ua {
-                if m.is_match(ua.as_bytes()) {
+            let matching = |ua: &str| {
+                r.ua.iter()
+                    .enumerate()
+                    .filter(|(_, (_, m))| m.is_match(ua.as_bytes()))
+                    .fold(0u64, |mask, (i, _)| mask | 1 << i)
+            };
+            let mask = match cache {
+                Some(cache) if r.ua.len() <= UaVerdicts::MAX_RULES => {
+                    cache.get_or_insert(ua, matching)
+                }
+                _ => matching(ua),
+            };
+            for (i, (rule, _)) in r.ua.iter().enumerate() {
+                if mask & (1 << i) != 0 {
                     acc.fire(rule);
                 }
             }
