@@ -5,6 +5,8 @@
 //! - `serde_json_value` — `serde_json::from_slice::<serde_json::Value>`;
 //! - `simd_json_borrowed` — `simd_json::to_borrowed_value` on a copy of the
 //!   line (simd-json parses in place, so the copy is part of its price);
+//! - `simd_json_tape` — `simd_json::to_tape_with_buffers` on a copy of the
+//!   line with buffers reused across lines: how seclake's parsers parse;
 //! - `seclake_parse_records` — `Enricher::parse_records` without GeoIP: the
 //!   typed parse into Arrow builders, event ids, per-event threat rules and
 //!   the finished `RecordBatch`: what a pipeline worker does per batch.
@@ -60,6 +62,21 @@ fn parsers(c: &mut Criterion) {
                     buf.extend_from_slice(black_box(line));
                     let v = simd_json::to_borrowed_value(&mut buf);
                     ok += usize::from(v.is_ok());
+                }
+                ok
+            });
+        });
+
+        group.bench_function("simd_json_tape", |b| {
+            let mut buf = Vec::with_capacity(64 * 1024);
+            let mut buffers = simd_json::Buffers::new(4096);
+            b.iter(|| {
+                let mut ok = 0usize;
+                for line in &lines {
+                    buf.clear();
+                    buf.extend_from_slice(black_box(line));
+                    let tape = simd_json::to_tape_with_buffers(&mut buf, &mut buffers);
+                    ok += usize::from(tape.is_ok());
                 }
                 ok
             });
