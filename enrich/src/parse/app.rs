@@ -1,18 +1,17 @@
 //! The commerce API's JSON access log, one object per request.
 
-use super::json::{self, FieldError, opt_f64, opt_i64, required_i64, required_str};
+use super::json::{self, FieldError, Json, opt_f64, opt_i64, required_i64, required_str};
 use super::{Emitter, ParseError, rfc3339_micros};
 use crate::schema::{EventBuilder, EventRow};
 use crate::threat::{Signals, Source};
 
+/// Reads one record, already parsed into the JSON object `value`.
 pub(super) fn parse(
     raw: &[u8],
+    value: Json<'_>,
     em: &mut Emitter,
-    json: &mut json::Scratch,
     out: &mut EventBuilder,
 ) -> Result<(), ParseError> {
-    let tape = em.parse_object(json, raw)?;
-    let value = tape.as_value();
     let log = AccessLog::read(value);
     let fields = (|| {
         Ok::<_, FieldError>((

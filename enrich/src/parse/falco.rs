@@ -5,19 +5,18 @@ use std::borrow::Cow;
 
 use simd_json::prelude::ValueIntoString as _;
 
-use super::json::{self, FieldError, elements, required_str};
+use super::json::{self, FieldError, Json, elements, required_str};
 use super::{Emitter, ParseError, rfc3339_micros};
 use crate::schema::{EventBuilder, EventRow};
 use crate::threat::{Signals, Source};
 
+/// Reads one record, already parsed into the JSON object `value`.
 pub(super) fn parse(
     raw: &[u8],
+    value: Json<'_>,
     em: &mut Emitter,
-    json: &mut json::Scratch,
     out: &mut EventBuilder,
 ) -> Result<(), ParseError> {
-    let tape = em.parse_object(json, raw)?;
-    let value = tape.as_value();
     let alert = Alert::read(value);
     let required = (|| {
         Ok::<_, FieldError>((

@@ -159,12 +159,14 @@ impl Enricher {
             let result = if truncated {
                 Err(ParseError::Truncated)
             } else {
-                let (json, out) = (&mut self.json, &mut self.builder);
-                match format {
-                    Format::Waf => waf::parse(raw, em, json, out),
-                    Format::Falco => falco::parse(raw, em, json, out),
-                    Format::App => app::parse(raw, em, json, out),
-                }
+                em.parse_object(&mut self.json, raw).and_then(|tape| {
+                    let (value, out) = (tape.as_value(), &mut self.builder);
+                    match format {
+                        Format::Waf => waf::parse(raw, value, em, out),
+                        Format::Falco => falco::parse(raw, value, em, out),
+                        Format::App => app::parse(raw, value, em, out),
+                    }
+                })
             };
             if let Err(reason) = result {
                 rejects.push(Reject { index, reason });

@@ -7,7 +7,7 @@ use simd_json::prelude::{TypedScalarValue as _, ValueIntoString as _};
 
 use smallvec::SmallVec;
 
-use super::json::{self, FieldError, elements};
+use super::json::{self, FieldError, Json, elements};
 use super::{Emitter, ParseError};
 use crate::schema::{EventBuilder, EventRow};
 use crate::threat::{Signals, Source};
@@ -22,14 +22,13 @@ const REDACTED_HEADERS: [&str; 5] = [
 ];
 const REDACTED: &str = "[REDACTED]";
 
+/// Reads one record, already parsed into the JSON object `value`.
 pub(super) fn parse(
     raw: &[u8],
+    value: Json<'_>,
     em: &mut Emitter,
-    json: &mut json::Scratch,
     out: &mut EventBuilder,
 ) -> Result<(), ParseError> {
-    let tape = em.parse_object(json, raw)?;
-    let value = tape.as_value();
     // One pass over each object: looking fields up one by one rescans the
     // keys every time, which cost more than the parse itself on WAF records.
     let log = WafFields::read(value);
