@@ -74,6 +74,10 @@ pub struct PipelineConfig {
     pub workers: Option<usize>,
     /// Batches queued between stages (default 4 per worker); bounds memory.
     pub queue: Option<usize>,
+    /// How much lower than the process the workers are scheduled (Linux nice
+    /// increment, 0-19, default 5), so that the ordered stages after them
+    /// (window scoring, the lake) run as soon as a batch is ready. 0 turns it off.
+    pub worker_nice: Option<i32>,
 }
 
 /// A config problem, naming the key or the file.
@@ -191,6 +195,13 @@ impl Config {
         }
         if self.pipeline.queue == Some(0) {
             return Err(invalid("pipeline.queue", "must be at least 1"));
+        }
+        if self
+            .pipeline
+            .worker_nice
+            .is_some_and(|n| !(0..=19).contains(&n))
+        {
+            return Err(invalid("pipeline.worker_nice", "must be from 0 to 19"));
         }
         for (i, source) in self.sources.iter().enumerate() {
             if let SourceConfig::File(f) = source
@@ -318,6 +329,20 @@ mod tests {
         let text = format!("{MINIMAL}\n[pipeline]\nworkers = \"two\"\n");
         let err = Config::parse(&text, "c.toml").unwrap_err().to_string();
         assert!(err.contains("pipeline.workers"), "{err}");
+    }
+
+    #[test]
+    fn worker_nice_out_of_range_names_the_key() {
+        for bad in ["-1", "20"] {
+            let text = format!("{MINIMAL}\n[pipeline]\nworker_nice = {bad}\n");
+            let err = Config::parse(&text, "c.toml").unwrap_err().to_string();
+            assert!(err.contains("pipeline.worker_nice"), "{err}");
+        }
+        let text = format!("{MINIMAL}\n[pipeline]\nworker_nice = 0\n");
+        assert_eq!(
+            Config::parse(&text, "c.toml").unwrap().pipeline.worker_nice,
+            Some(0)
+        );
     }
 
     #[test]

@@ -12,7 +12,7 @@ use arrow::datatypes::Int32Type;
 
 use crate::parse::Parsed;
 use crate::schema::{SchemaError, threat_columns};
-use crate::threat::{Assessment, ThreatEngine, WindowState};
+use crate::threat::{Assessment, Lookup, ThreatEngine, WindowState};
 
 /// Applies per-IP sliding-window rules to parsed batches, in order.
 pub struct WindowScorer {
@@ -30,15 +30,21 @@ impl WindowScorer {
     /// Feeds every event of `parsed` to the windows and returns its events
     /// with the threat columns updated where a window rule fired.
     pub fn apply(&mut self, parsed: &Parsed) -> Result<RecordBatch, SchemaError> {
-        /// How many requests ahead windows are prefetched.
+        /// How many requests ahead windows are looked up.
         const AHEAD: usize = 8;
+        let requests = &parsed.windows;
+        let lookup = |state: &WindowState, row: usize| {
+            let w = requests.get(row)?;
+            Some(state.lookup(w.ip?, w.ts_us))
+        };
+        let mut ahead: [Option<Lookup>; AHEAD] =
+            std::array::from_fn(|row| lookup(&self.state, row));
         let mut changed = Vec::new();
-        for (row, w) in parsed.windows.iter().enumerate() {
-            if let Some(ip) = parsed.windows.get(row + AHEAD).and_then(|a| a.ip) {
-                self.state.prefetch(ip);
-            }
-            let Some(ip) = w.ip else { continue };
-            let findings = self.state.observe(ip, w.ts_us, w.blocked, w.uri_hash);
+        for (row, w) in requests.iter().enumerate() {
+            let found =
+                std::mem::replace(&mut ahead[row % AHEAD], lookup(&self.state, row + AHEAD));
+            let Some(found) = found else { continue };
+            let findings = self.state.observe_at(found, w.ts_us, w.blocked, w.uri_hash);
             if !findings.is_empty() {
                 let before = Assessment {
                     score: w.score,

@@ -236,6 +236,40 @@ mod threat_windows {
             .collect()
     }
 
+    /// The scorer looks IPs up a few requests ahead; evictions and new IPs in
+    /// between must not change what each request finds.
+    #[test]
+    fn lookups_made_ahead_find_what_direct_observes_find() {
+        let input = stream(50_000, 0xa4ead);
+        let rules = "[window]\nmax_ips = 40\n[window.rate]\nmax_per_minute = 150\n";
+        let e = engine_with(rules);
+        let mut direct = e.windows();
+        let expected: Vec<_> = input
+            .iter()
+            .map(|&(addr, ts, blocked, uri)| direct.observe(addr, ts, blocked, uri))
+            .collect();
+        for ahead in [1, 3, 8, 64] {
+            let mut w = e.windows();
+            let mut pending: std::collections::VecDeque<_> = input
+                .iter()
+                .take(ahead)
+                .map(|&(addr, ts, ..)| w.lookup(addr, ts))
+                .collect();
+            for (i, &(_, ts, blocked, uri)) in input.iter().enumerate() {
+                if let Some(&(addr, ts, ..)) = input.get(i + ahead) {
+                    pending.push_back(w.lookup(addr, ts));
+                }
+                let found = pending.pop_front().unwrap();
+                assert_eq!(
+                    w.observe_at(found, ts, blocked, uri),
+                    expected[i],
+                    "request {i}, looked up {ahead} ahead"
+                );
+            }
+        }
+        assert!(expected.iter().any(|f| !f.is_empty()));
+    }
+
     #[test]
     fn same_input_sequence_gives_identical_outputs() {
         let input = stream(50_000, 0x5eed);

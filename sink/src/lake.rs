@@ -109,11 +109,12 @@ const CHUNK_STATS_COLUMNS: [&str; 6] = [
     "waf_web_acl_id",
 ];
 
-/// Long free text, the header map and random ids: min/max of such values
-/// prunes nothing (text is matched with `LIKE` or by key; a random id's
-/// range spans every page) yet costs a string comparison per value, the
-/// largest share of the encoder's time on WAF records.
-const NO_STATS_COLUMNS: [&str; 10] = [
+/// Long free text, the header map, ids and other high-cardinality values
+/// in no particular order: min/max of such values prunes nothing (text is
+/// matched with `LIKE` or by key; an address's or an id's range spans every
+/// page of an hour) yet costs a string comparison per value, the largest
+/// share of the encoder's time on WAF records.
+const NO_STATS_COLUMNS: [&str; 21] = [
     "event_id",
     "request_id",
     "trace_id",
@@ -124,6 +125,17 @@ const NO_STATS_COLUMNS: [&str; 10] = [
     "proc_cmdline",
     "message",
     "app_error",
+    "client_ip",
+    "uri",
+    "ja3",
+    "ja4",
+    "country_name",
+    "city",
+    "as_org",
+    "k8s_pod",
+    "container_id",
+    "user_id",
+    "idempotency_key",
 ];
 
 /// The lake's Parquet settings for files of `file_schema` (see

@@ -16,8 +16,11 @@ pub(crate) type Json<'v> = simd_json::tape::Value<'v, 'v>;
 
 /// Reused buffers for parsing records, one set per worker.
 pub(crate) struct Scratch {
+    /// The record being parsed, then [`simd_json::INPUT_PADDING`] bytes.
     input: Vec<u8>,
     buffers: simd_json::Buffers,
+    /// The last tape's allocation, handed back by [`Scratch::recycle`].
+    tape: simd_json::tape::Tape<'static>,
 }
 
 impl Default for Scratch {
@@ -25,19 +28,36 @@ impl Default for Scratch {
         Scratch {
             input: Vec::new(),
             buffers: simd_json::Buffers::new(4096),
+            tape: simd_json::tape::Tape::null(),
         }
     }
 }
 
 impl Scratch {
-    /// Parses `raw` (copied first: simd-json unescapes strings in place).
+    /// Parses `raw`. It is copied once, into a padded buffer that simd-json
+    /// reads directly and unescapes strings in; the caller's bytes stay as
+    /// they are for the event id and dead letters.
     pub(crate) fn parse(
         &mut self,
         raw: &[u8],
     ) -> Result<simd_json::tape::Tape<'_>, simd_json::Error> {
         self.input.clear();
         self.input.extend_from_slice(raw);
-        simd_json::to_tape_with_buffers(&mut self.input, &mut self.buffers)
+        self.input.extend_from_slice(&[0; simd_json::INPUT_PADDING]);
+        let mut tape = std::mem::replace(&mut self.tape, simd_json::tape::Tape::null()).reset();
+        match simd_json::fill_tape_padded(&mut self.input, raw.len(), &mut self.buffers, &mut tape)
+        {
+            Ok(()) => Ok(tape),
+            Err(e) => {
+                self.tape = tape.reset();
+                Err(e)
+            }
+        }
+    }
+
+    /// Takes back a tape from [`Scratch::parse`] once read, to reuse its allocation.
+    pub(crate) fn recycle(&mut self, tape: simd_json::tape::Tape<'static>) {
+        self.tape = tape;
     }
 }
 

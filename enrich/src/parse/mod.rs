@@ -159,14 +159,20 @@ impl Enricher {
             let result = if truncated {
                 Err(ParseError::Truncated)
             } else {
-                em.parse_object(&mut self.json, raw).and_then(|tape| {
-                    let (value, out) = (tape.as_value(), &mut self.builder);
-                    match format {
-                        Format::Waf => waf::parse(raw, value, em, out),
-                        Format::Falco => falco::parse(raw, value, em, out),
-                        Format::App => app::parse(raw, value, em, out),
+                match em.parse_object(&mut self.json, raw) {
+                    Ok(tape) => {
+                        let (value, out) = (tape.as_value(), &mut self.builder);
+                        let parsed = match format {
+                            Format::Waf => waf::parse(raw, value, em, out),
+                            Format::Falco => falco::parse(raw, value, em, out),
+                            Format::App => app::parse(raw, value, em, out),
+                        };
+                        let spare = tape.reset();
+                        self.json.recycle(spare);
+                        parsed
                     }
-                })
+                    Err(e) => Err(e),
+                }
             };
             if let Err(reason) = result {
                 rejects.push(Reject { index, reason });

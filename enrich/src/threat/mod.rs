@@ -21,7 +21,7 @@ use intel::IntelList;
 use matcher::KeyScanner;
 use rules::{Rule, Rules};
 
-pub use window::{WindowFindings, WindowState};
+pub use window::{Lookup, WindowFindings, WindowState};
 
 /// The `[threat]` section of the seclake config file.
 #[derive(Debug, Clone, Default, Deserialize)]

@@ -1,9 +1,11 @@
 //! Per-IP sliding windows over event time: request rate, block ratio and
 //! distinct URIs, with a bounded number of tracked IPs (LRU eviction).
 
-use std::collections::HashMap;
 use std::hash::{BuildHasher, Hasher};
+use std::mem::offset_of;
 use std::net::IpAddr;
+
+use hashbrown::HashTable;
 
 use super::rules::Rule;
 use super::{Reason, ThreatLevel};
@@ -126,11 +128,17 @@ impl WindowFindings {
 /// `window.max_ips` times about 0.5 KiB.
 pub struct WindowState {
     rules: WindowRules,
-    index: HashMap<u128, u32, SeededState>,
+    /// Slot numbers by the hash of their window's key: 4 bytes an entry, so
+    /// the index stays in cache while the windows themselves don't.
+    index: HashTable<u32>,
+    hasher: SeededState,
     slots: Vec<IpWindow>,
+    /// Per slot, the tick of its latest request: kept apart from the
+    /// windows so that eviction scans one dense array.
+    last_seen: Vec<u64>,
     /// Slots freed by eviction, reused before the slab grows.
     free: Vec<u32>,
-    /// Counts observed requests; a slot's `last_seen` orders eviction.
+    /// Counts observed requests; `last_seen` orders eviction.
     tick: u64,
 }
 
@@ -153,7 +161,8 @@ struct IpWindow {
     key: u128,
     /// Newest event second seen for this IP.
     newest: i64,
-    last_seen: u64,
+    /// False once evicted: a freed slot keeps its old key.
+    live: bool,
     total: u32,
     blocked_total: u32,
     /// Per second: requests and blocked requests.
@@ -162,11 +171,11 @@ struct IpWindow {
 }
 
 impl IpWindow {
-    fn new(key: u128, sec: i64, tick: u64) -> IpWindow {
+    fn new(key: u128, sec: i64) -> IpWindow {
         IpWindow {
             key,
             newest: sec,
-            last_seen: tick,
+            live: true,
             total: 0,
             blocked_total: 0,
             buckets: [[0; 2]; SECS],
@@ -269,8 +278,10 @@ impl WindowState {
     pub(crate) fn new(rules: WindowRules) -> WindowState {
         WindowState {
             rules,
-            index: HashMap::with_hasher(SeededState::new()),
+            index: HashTable::new(),
+            hasher: SeededState::new(),
             slots: Vec::new(),
+            last_seen: Vec::new(),
             free: Vec::new(),
             tick: 0,
         }
@@ -287,36 +298,71 @@ impl WindowState {
         blocked: bool,
         uri_hash: u64,
     ) -> WindowFindings {
+        let lookup = self.lookup(ip, ts_us);
+        self.observe_at(lookup, ts_us, blocked, uri_hash)
+    }
+
+    /// Starts [`WindowState::observe_at`] for a request a few requests ahead:
+    /// finds the slot its IP probably has and starts loading the cache lines
+    /// that request will touch. With tens of thousands of IPs tracked a
+    /// window is rarely cached, so issuing this early overlaps the misses.
+    pub fn lookup(&self, ip: IpAddr, ts_us: i64) -> Lookup {
+        let key = ip_key(ip);
+        let hash = self.hasher.hash_one(key);
+        // The first slot whose hash tag matches: usually the IP's own. It is
+        // only a hint, checked against the key when the request is observed.
+        let slot = self.index.find(hash, |_| true).copied();
+        if let Some(w) = slot.and_then(|i| self.slots.get(i as usize)) {
+            let base = std::ptr::from_ref(w).cast::<u8>();
+            let sec = ts_us.div_euclid(MICROS);
+            let bucket = offset_of!(IpWindow, buckets)
+                + sec.rem_euclid(SECS as i64) as usize * size_of::<[u16; 2]>();
+            let uris = offset_of!(IpWindow, uris)
+                + sec.div_euclid(URI_SLOT_SECS).rem_euclid(URI_SLOTS as i64) as usize
+                    * size_of::<[u64; SKETCH_WORDS]>();
+            for offset in [0, bucket, uris] {
+                prefetch(base.wrapping_add(offset).cast());
+            }
+        }
+        Lookup { key, hash, slot }
+    }
+
+    /// [`WindowState::observe`] with the IP looked up earlier by
+    /// [`WindowState::lookup`]; requests observed since then are accounted for.
+    pub fn observe_at(
+        &mut self,
+        lookup: Lookup,
+        ts_us: i64,
+        blocked: bool,
+        uri_hash: u64,
+    ) -> WindowFindings {
         let r = &self.rules;
         if r.rate.is_none() && r.block_ratio.is_none() && r.scanner.is_none() {
             return WindowFindings::default();
         }
         self.tick += 1;
-        let key = ip_key(ip);
         let sec = ts_us.div_euclid(MICROS);
-        let idx = match self.index.get(&key) {
-            Some(&i) => i,
-            None => self.insert(key, sec),
+        let Lookup { key, hash, slot } = lookup;
+        let hinted = slot.filter(|&i| {
+            self.slots
+                .get(i as usize)
+                .is_some_and(|w| w.live && w.key == key)
+        });
+        let slots = &self.slots;
+        let idx = match hinted.or_else(|| {
+            self.index
+                .find(hash, |&i| slots[i as usize].key == key)
+                .copied()
+        }) {
+            Some(i) => i,
+            None => self.insert(key, hash, sec),
         };
+        self.last_seen[idx as usize] = self.tick;
         let w = &mut self.slots[idx as usize];
-        w.last_seen = self.tick;
         if !w.record(sec, blocked, uri_hash) {
             return WindowFindings::default();
         }
         w.evaluate(&self.rules)
-    }
-
-    /// Starts loading `ip`'s window into the cache. With tens of thousands
-    /// of IPs tracked a window is rarely cached, so the scorer calls this a
-    /// few requests ahead of [`WindowState::observe`] to overlap the misses.
-    pub fn prefetch(&self, ip: IpAddr) {
-        if let Some(w) = self
-            .index
-            .get(&ip_key(ip))
-            .and_then(|&i| self.slots.get(i as usize))
-        {
-            prefetch(std::ptr::from_ref(w).cast());
-        }
     }
 
     /// Number of IPs currently tracked (at most `window.max_ips`).
@@ -324,11 +370,11 @@ impl WindowState {
         self.slots.len() - self.free.len()
     }
 
-    fn insert(&mut self, key: u128, sec: i64) -> u32 {
+    fn insert(&mut self, key: u128, hash: u64, sec: i64) -> u32 {
         if self.free.is_empty() && self.slots.len() >= self.rules.max_ips {
             self.evict();
         }
-        let fresh = IpWindow::new(key, sec, self.tick);
+        let fresh = IpWindow::new(key, sec);
         let i = match self.free.pop() {
             Some(i) => {
                 self.slots[i as usize] = fresh;
@@ -336,10 +382,13 @@ impl WindowState {
             }
             None => {
                 self.slots.push(fresh);
+                self.last_seen.push(self.tick);
                 (self.slots.len() - 1) as u32
             }
         };
-        self.index.insert(key, i);
+        let (slots, hasher) = (&self.slots, &self.hasher);
+        self.index
+            .insert_unique(hash, i, |&j| hasher.hash_one(slots[j as usize].key));
         i
     }
 
@@ -349,10 +398,10 @@ impl WindowState {
     fn evict(&mut self) {
         let n = (self.slots.len() / 16).max(1);
         let mut by_age: Vec<(u64, u32)> = self
-            .slots
+            .last_seen
             .iter()
             .enumerate()
-            .map(|(i, s)| (s.last_seen, i as u32))
+            .map(|(i, &seen)| (seen, i as u32))
             .collect();
         if n < by_age.len() {
             by_age.select_nth_unstable(n);
@@ -361,7 +410,12 @@ impl WindowState {
         // Ticks are unique, so the evicted set doesn't depend on the sort.
         by_age.sort_unstable();
         for &(_, i) in by_age.iter().rev() {
-            self.index.remove(&self.slots[i as usize].key);
+            let w = &mut self.slots[i as usize];
+            w.live = false;
+            let hash = self.hasher.hash_one(w.key);
+            if let Ok(entry) = self.index.find_entry(hash, |&j| j == i) {
+                entry.remove();
+            }
             self.free.push(i);
         }
     }
@@ -385,8 +439,17 @@ fn ip_key(ip: IpAddr) -> u128 {
     }
 }
 
+/// A request's IP as found by [`WindowState::lookup`].
+#[derive(Debug, Clone, Copy)]
+pub struct Lookup {
+    key: u128,
+    hash: u64,
+    /// The slot the IP probably has, if any.
+    slot: Option<u32>,
+}
+
 /// xxh3 with a per-state random seed, so that attacker-chosen addresses can't
-/// be picked to collide. Outputs don't depend on the seed: the map is only
+/// be picked to collide. Outputs don't depend on the seed: the index is only
 /// looked up, never iterated.
 #[derive(Clone)]
 struct SeededState(u64);
