@@ -34,7 +34,7 @@ pub use seclake_fixtures::Format;
 /// Seed of every bench's fixture data, so runs compare like with like.
 pub const SEED: u64 = 42;
 
-/// Records per parsed batch in the benches: about what one 1 MiB read of WAF
+/// Records per parsed batch in the benches: about what one 2 MiB read of WAF
 /// logs holds (the pipeline's default `batch_bytes`).
 pub const BATCH_RECORDS: usize = 1024;
 
