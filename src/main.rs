@@ -16,6 +16,31 @@ use seclake::pipeline::{RunOptions, RunSummary};
 #[global_allocator]
 static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
+/// A build for x86-64-v3 (`.cargo/config.toml`) on an older CPU would die of
+/// SIGILL somewhere in the first parse; say why instead. `is_x86_feature_detected!`
+/// can't tell, as it answers from the build's own target features.
+#[cfg(all(target_arch = "x86_64", target_feature = "avx2"))]
+fn check_cpu() -> Result<(), &'static str> {
+    use std::arch::x86_64::__cpuid_count;
+    let (max_leaf, leaf7) = (__cpuid_count(0, 0).eax, __cpuid_count(7, 0));
+    const AVX2: u32 = 1 << 5;
+    const BMI2: u32 = 1 << 8;
+    if max_leaf >= 7 && leaf7.ebx & (AVX2 | BMI2) == AVX2 | BMI2 {
+        Ok(())
+    } else {
+        Err(
+            "this seclake was built for x86-64-v3 (AVX2) and this CPU lacks it; \
+             rebuild with RUSTFLAGS=\"-C target-cpu=x86-64\" and --features runtime-detection \
+             (README, \"Building\")",
+        )
+    }
+}
+
+#[cfg(not(all(target_arch = "x86_64", target_feature = "avx2")))]
+fn check_cpu() -> Result<(), &'static str> {
+    Ok(())
+}
+
 /// Security-log pipeline: AWS WAF, Falco and app logs into an enriched Parquet lake.
 #[derive(Parser)]
 #[command(version, about)]
@@ -79,6 +104,10 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    if let Err(e) = check_cpu() {
+        eprintln!("error: {e}");
+        return ExitCode::FAILURE;
+    }
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()

@@ -113,6 +113,8 @@ pub(crate) struct Emitter {
     windows: Vec<WindowInput>,
     /// Reused buffer for the printed threat reasons of one event.
     reason_text: String,
+    /// Reused buffer for one record's lowercased header names.
+    header_names: String,
     ua: UaVerdicts,
 }
 
@@ -127,6 +129,7 @@ impl Enricher {
                 ingest_ts: 0,
                 windows: Vec::new(),
                 reason_text: String::new(),
+                header_names: String::new(),
                 ua: UaVerdicts::new(),
             },
             builder: EventBuilder::with_capacity(4096),

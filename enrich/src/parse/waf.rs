@@ -50,9 +50,9 @@ pub(super) fn parse(
         .checked_mul(1000)
         .ok_or_else(|| em.timestamp_error("timestamp", &ts_ms.to_string()))?;
 
-    // Header names are lowercased into one buffer: one allocation per record
-    // instead of one per mixed-case name.
-    let mut names = String::new();
+    // Header names are lowercased into one buffer, reused across records.
+    let mut names = std::mem::take(&mut em.header_names);
+    names.clear();
     let mut spans: SmallVec<[(usize, &str); 16]> = SmallVec::new();
     for h in elements(req.headers) {
         let Some(h) = h.as_object() else { continue };
@@ -160,6 +160,8 @@ pub(super) fn parse(
         ..Signals::default()
     };
     em.emit(out, raw, row, signals, Some(client_ip), action == "BLOCK");
+    drop(header_refs);
+    em.header_names = names;
     Ok(())
 }
 
