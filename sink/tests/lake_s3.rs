@@ -1,9 +1,9 @@
 //! The lake on S3: the moto server that `scripts/services up` starts on
 //! 127.0.0.1:5000 (`SECLAKE_S3_ENDPOINT` to point elsewhere).
 
-use std::net::{TcpStream, ToSocketAddrs};
+mod common;
+
 use std::sync::Arc;
-use std::time::Duration;
 
 use datafusion::prelude::{ParquetReadOptions, SessionContext};
 use object_store::ObjectStore;
@@ -17,33 +17,17 @@ const HOUR_US: i64 = 3_600_000_000;
 const DAY_US: i64 = 1_795_564_800_000_000;
 const REGION: &str = "us-east-1";
 
-/// moto's endpoint. A server that is down fails the test with what to run,
-/// unless `SECLAKE_SKIP_SERVICES` is set outside CI: then `None`, and the
-/// test returns without checking anything (it never passes unnoticed in CI).
+/// moto's endpoint, with test credentials in the environment.
 fn moto() -> Option<String> {
-    let endpoint =
-        std::env::var("SECLAKE_S3_ENDPOINT").unwrap_or_else(|_| "http://127.0.0.1:5000".into());
-    let host = endpoint.trim_start_matches("http://").trim_end_matches('/');
-    let reachable = host
-        .to_socket_addrs()
-        .ok()
-        .and_then(|mut addrs| addrs.next())
-        .is_some_and(|addr| TcpStream::connect_timeout(&addr, Duration::from_secs(2)).is_ok());
-    if reachable {
-        static CREDENTIALS: std::sync::Once = std::sync::Once::new();
-        // SAFETY: every test here calls this first, and `Once` makes the
-        // others wait, so no thread reads the environment meanwhile.
-        CREDENTIALS.call_once(|| unsafe {
-            std::env::set_var("AWS_ACCESS_KEY_ID", "testing");
-            std::env::set_var("AWS_SECRET_ACCESS_KEY", "testing");
-        });
-        return Some(endpoint);
-    }
-    let msg = format!("moto is not reachable at {endpoint}: run `scripts/services up moto`");
-    let skip = std::env::var_os("SECLAKE_SKIP_SERVICES").is_some();
-    assert!(skip && std::env::var_os("CI").is_none(), "{msg}");
-    eprintln!("SKIPPED (SECLAKE_SKIP_SERVICES): {msg}");
-    None
+    let endpoint = common::service("moto", "SECLAKE_S3_ENDPOINT", "http://127.0.0.1:5000")?;
+    static CREDENTIALS: std::sync::Once = std::sync::Once::new();
+    // SAFETY: every test here calls this first, and `Once` makes the others
+    // wait, so no thread reads the environment meanwhile.
+    CREDENTIALS.call_once(|| unsafe {
+        std::env::set_var("AWS_ACCESS_KEY_ID", "testing");
+        std::env::set_var("AWS_SECRET_ACCESS_KEY", "testing");
+    });
+    Some(endpoint)
 }
 
 async fn create_bucket(endpoint: &str, bucket: &str) {
