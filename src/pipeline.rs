@@ -102,12 +102,12 @@ struct Done {
 }
 
 /// Default `pipeline.worker_nice`. On two cores it cut the wall time of the
-/// WAF bench by about 6% (`benches/README.md`).
+/// WAF bench by 3-6% (`benches/README.md`).
 const DEFAULT_WORKER_NICE: i32 = 5;
 
 /// Lowers the calling thread's scheduling priority by `nice` steps. Linux
 /// keeps a nice value per thread; elsewhere this does nothing. Best effort:
-/// failing costs only throughput, so it is logged, not returned.
+/// failing costs only throughput, so it is logged as a warning, not returned.
 fn lower_thread_priority(nice: i32) {
     #[cfg(target_os = "linux")]
     if nice > 0 {
@@ -120,7 +120,7 @@ fn lower_thread_priority(nice: i32) {
         };
         if failed {
             let err = std::io::Error::last_os_error();
-            tracing::debug!(%err, nice, "could not lower a worker's priority");
+            tracing::warn!(%err, nice, "could not lower a worker's priority");
         }
     }
     #[cfg(not(target_os = "linux"))]
