@@ -177,7 +177,7 @@ EOF
 
 svc_kafka_start() {
   local home="${SECLAKE_SERVICES_HOME:?}/kafka"
-  local pidfile="${SVC_RUN:?}/kafka.pid" logfile="${SVC_LOGS:?}/kafka.log"
+  local pidfile="${SVC_RUN:?}/kafka.pid"
   local logdir="$home/data/kraft-logs"
   [[ -f "$home/config/server.properties" && -d "$home/libs" ]] \
     || { echo "kafka: not installed (run svc_kafka_install)" >&2; return 1; }
@@ -212,23 +212,11 @@ svc_kafka_start() {
     }
   fi
 
-  # The child writes its own pid before exec'ing java, so the pid file is right
-  # whether or not the caller has job control (setsid may fork otherwise).
-  (
-    cd "$home" || exit 1
-    exec setsid bash -c 'echo $$ >"$1"; shift; exec "$@"' kafka-start "$pidfile" \
-      java -Xms256m -Xmx512m -XX:+UseG1GC -XX:MaxGCPauseMillis=20 \
-      -Djava.awt.headless=true \
-      -Dlog4j2.configurationFile="$home/config/log4j2.properties" \
-      -cp "$home/libs/*" "$KAFKA_MAIN_CLASS" "$home/config/server.properties"
-  ) </dev/null >"$logfile" 2>&1 &
-  local i
-  for ((i = 0; i < 100; i++)); do
-    [[ -s "$pidfile" ]] && return 0
-    sleep 0.05
-  done
-  echo "kafka: pid file $pidfile not written" >&2
-  return 1
+  svc_launch kafka "$home" \
+    java -Xms256m -Xmx512m -XX:+UseG1GC -XX:MaxGCPauseMillis=20 \
+    -Djava.awt.headless=true \
+    -Dlog4j2.configurationFile="$home/config/log4j2.properties" \
+    -cp "$home/libs/*" "$KAFKA_MAIN_CLASS" "$home/config/server.properties"
 }
 
 svc_kafka_healthy() {

@@ -30,26 +30,16 @@ svc_kinesis_install() {
 
 svc_kinesis_start() {
   local pkg="$SECLAKE_SERVICES_HOME/kinesis-local/node_modules/kinesis-local"
-  # Without job control the background child is no process-group leader, so
-  # setsid(1) calls setsid() itself and execs instead of forking: $! is then
-  # the pid of node itself, not a wrapper. cd to the package so relative
-  # paths (PERSIST_PATH "data") never point into the caller's tree.
-  local had_m=0
-  if [[ $- == *m* ]]; then had_m=1; set +m; fi
-  (
-    cd "$pkg"
+  # Started in the package directory, so relative paths (PERSIST_PATH
+  # "data") never point into the caller's tree.
+  svc_launch kinesis "$pkg" env \
     KINESIS_MOCK_CERT_PATH="$pkg/server.json" \
     KINESIS_MOCK_PLAIN_PORT="$KINESIS_PORT" \
     KINESIS_MOCK_TLS_PORT="$KINESIS_TLS_PORT" \
     AWS_REGION="$KINESIS_REGION" \
     SHOULD_PERSIST_DATA=false \
     LOAD_DATA_IF_EXISTS=false \
-    exec setsid nohup node -r "$KINESIS_PRELOAD" "$pkg/main.js" \
-      </dev/null >"$SVC_LOGS/kinesis.log" 2>&1
-  ) &
-  echo "$!" >"$SVC_RUN/kinesis.pid"
-  if ((had_m)); then set -m; fi
-  return 0
+    node -r "$KINESIS_PRELOAD" "$pkg/main.js"
 }
 
 svc_kinesis_healthy() {

@@ -24,16 +24,8 @@ svc_moto_install() {
 
 svc_moto_start() {
   local venv="$SECLAKE_SERVICES_HOME/moto/venv"
-  # Without job control the background child is no process-group leader, so
-  # setsid(1) calls setsid() itself and execs instead of forking: $! is then
-  # the pid of moto_server itself (a python process), not a wrapper.
-  local had_m=0
-  if [[ $- == *m* ]]; then had_m=1; set +m; fi
-  setsid nohup "$venv/bin/moto_server" -H "$MOTO_HOST" -p "$MOTO_PORT" \
-    </dev/null >"$SVC_LOGS/moto.log" 2>&1 &
-  echo "$!" >"$SVC_RUN/moto.pid"
-  if ((had_m)); then set -m; fi
-  return 0
+  svc_launch moto "$SECLAKE_SERVICES_HOME/moto" \
+    "$venv/bin/moto_server" -H "$MOTO_HOST" -p "$MOTO_PORT"
 }
 
 svc_moto_healthy() {

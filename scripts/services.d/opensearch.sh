@@ -267,23 +267,17 @@ svc_opensearch_start() {
   esac
 
   mkdir -p "$SVC_RUN" "$SVC_LOGS"
-  rm -f "$SVC_RUN/opensearch.pid"
-  # Background pid == JVM pid: setsid (not a group leader without job
-  # control), nohup, unshare/setpriv and bin/opensearch all exec in place.
+  # unshare/setpriv and bin/opensearch all exec in place: the pid is the JVM's.
   (
-    set +m
     ulimit -n 65535 2>/dev/null || true
-    cd "$base"
-    env -u JAVA_TOOL_OPTIONS -u JAVA_OPTS \
+    svc_launch opensearch "$base" env -u JAVA_TOOL_OPTIONS -u JAVA_OPTS \
       OPENSEARCH_HOME="$home" \
       OPENSEARCH_PATH_CONF="$base/config" \
       OPENSEARCH_JAVA_HOME="$java_home" \
       OPENSEARCH_TMPDIR="$base/tmp" \
       OPENSEARCH_JAVA_OPTS="${OPENSEARCH_JAVA_OPTS:-}" \
-      setsid nohup "${wrap[@]}" "$home/bin/opensearch" \
-      > "$SVC_LOGS/opensearch.log" 2>&1 < /dev/null &
-    echo $! > "$SVC_RUN/opensearch.pid"
-  )
+      "${wrap[@]}" "$home/bin/opensearch"
+  ) || return 1
   _opensearch_log "started OpenSearch $ver (mode $mode, pid $(cat "$SVC_RUN/opensearch.pid")), log $SVC_LOGS/opensearch.log"
 }
 
