@@ -1,11 +1,14 @@
 //! Object stores from URLs: `file:///abs/path` or `s3://bucket/prefix`.
 
 use std::sync::Arc;
+use std::time::{Duration, SystemTime};
 
-use object_store::ObjectStore;
-use object_store::aws::AmazonS3Builder;
+use aws_config::BehaviorVersion;
+use aws_credential_types::provider::{ProvideCredentials, SharedCredentialsProvider};
+use object_store::aws::{AmazonS3Builder, AwsCredential};
 use object_store::local::LocalFileSystem;
 use object_store::path::Path;
+use object_store::{CredentialProvider, ObjectStore};
 use url::Url;
 
 use crate::SinkError;
@@ -22,7 +25,7 @@ pub struct Location {
 }
 
 /// S3 settings beside the URL; credentials come from the standard AWS chain
-/// (environment, profile, web identity, instance metadata).
+/// (environment, profiles and SSO, web identity, ECS/EKS, instance metadata).
 #[derive(Debug, Clone, Default, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct S3Options {
@@ -79,7 +82,9 @@ impl Location {
             _ => {
                 // parse_url accepted it, so this is s3:// with a bucket.
                 let bucket = parsed.host_str().unwrap_or_default();
-                let mut builder = AmazonS3Builder::from_env().with_bucket_name(bucket);
+                let mut builder = AmazonS3Builder::from_env()
+                    .with_bucket_name(bucket)
+                    .with_credentials(Arc::new(AwsChain::default()));
                 if let Some(endpoint) = &s3.endpoint {
                     builder = builder
                         .with_endpoint(endpoint)
@@ -108,5 +113,59 @@ impl Location {
         } else {
             Path::from(format!("{}/{relative}", self.prefix))
         }
+    }
+}
+
+/// Credentials from aws-config's default chain, for object_store, cached until
+/// [`REFRESH_AHEAD`] before they expire. The chain is built on first use, in
+/// the runtime that makes the first request.
+#[derive(Debug, Default)]
+struct AwsChain {
+    chain: tokio::sync::OnceCell<Option<SharedCredentialsProvider>>,
+    cached: tokio::sync::Mutex<Option<(Arc<AwsCredential>, Option<SystemTime>)>>,
+}
+
+/// Temporary credentials are renewed this long before they expire.
+const REFRESH_AHEAD: Duration = Duration::from_secs(300);
+
+#[async_trait::async_trait]
+impl CredentialProvider for AwsChain {
+    type Credential = AwsCredential;
+
+    async fn get_credential(&self) -> object_store::Result<Arc<AwsCredential>> {
+        let mut cached = self.cached.lock().await;
+        if let Some((credential, expiry)) = cached.as_ref()
+            && expiry.is_none_or(|at| SystemTime::now() + REFRESH_AHEAD < at)
+        {
+            return Ok(Arc::clone(credential));
+        }
+        let chain = self
+            .chain
+            .get_or_init(|| async {
+                aws_config::load_defaults(BehaviorVersion::latest())
+                    .await
+                    .credentials_provider()
+            })
+            .await;
+        let failed = |why: String| object_store::Error::Generic {
+            store: "S3",
+            source: why.into(),
+        };
+        let chain = chain
+            .as_ref()
+            .ok_or_else(|| failed("the AWS credential chain is empty".to_owned()))?;
+        let credentials = chain.provide_credentials().await.map_err(|e| {
+            failed(format!(
+                "no AWS credentials: {}",
+                aws_smithy_types::error::display::DisplayErrorContext(e)
+            ))
+        })?;
+        let credential = Arc::new(AwsCredential {
+            key_id: credentials.access_key_id().to_owned(),
+            secret_key: credentials.secret_access_key().to_owned(),
+            token: credentials.session_token().map(str::to_owned),
+        });
+        *cached = Some((Arc::clone(&credential), credentials.expiry()));
+        Ok(credential)
     }
 }

@@ -1,8 +1,6 @@
 //! The lake on S3: the moto server that `scripts/services up` starts on
 //! 127.0.0.1:5000 (`SECLAKE_S3_ENDPOINT` to point elsewhere).
 
-mod common;
-
 use std::sync::Arc;
 
 use datafusion::prelude::{ParquetReadOptions, SessionContext};
@@ -19,7 +17,11 @@ const REGION: &str = "us-east-1";
 
 /// moto's endpoint, with test credentials in the environment.
 fn moto() -> Option<String> {
-    let endpoint = common::service("moto", "SECLAKE_S3_ENDPOINT", "http://127.0.0.1:5000")?;
+    let endpoint = seclake_fixtures::services::service(
+        "moto",
+        "SECLAKE_S3_ENDPOINT",
+        "http://127.0.0.1:5000",
+    )?;
     static CREDENTIALS: std::sync::Once = std::sync::Once::new();
     // SAFETY: every test here calls this first, and `Once` makes the others
     // wait, so no thread reads the environment meanwhile.

@@ -2,13 +2,11 @@
 //! (`SECLAKE_OPENSEARCH_URL` to point elsewhere) is real and reachable:
 //! cluster health, a bulk request and a search.
 
-mod common;
-
 use serde_json::{Value, json};
 
 #[tokio::test]
 async fn opensearch_answers_health_bulk_and_search() {
-    let Some(base) = common::service(
+    let Some(base) = seclake_fixtures::services::service(
         "opensearch",
         "SECLAKE_OPENSEARCH_URL",
         "http://127.0.0.1:9200",
