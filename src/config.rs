@@ -9,6 +9,7 @@ use seclake_enrich::geoip::GeoIpConfig;
 use seclake_enrich::threat::ThreatConfig;
 use seclake_ingest::Format;
 use seclake_ingest::file::{FileConfig, StdinConfig};
+use seclake_ingest::kafka::KafkaConfig;
 use seclake_sink::{DeadLetterConfig, LakeConfig};
 use serde::Deserialize;
 
@@ -45,6 +46,8 @@ pub enum SourceConfig {
     File(FileConfig),
     /// NDJSON on standard input.
     Stdin(StdinConfig),
+    /// A Kafka topic, through a consumer group.
+    Kafka(KafkaConfig),
 }
 
 impl SourceConfig {
@@ -53,6 +56,7 @@ impl SourceConfig {
         match self {
             SourceConfig::File(f) => f.format,
             SourceConfig::Stdin(s) => s.format,
+            SourceConfig::Kafka(k) => k.format,
         }
     }
 }
@@ -159,12 +163,14 @@ impl Config {
                 var: var.to_owned(),
             })?;
         }
-        let config: Config =
-            serde_path_to_error::deserialize(toml::Value::Table(table)).map_err(|e| {
+        let config: Config = serde_path_to_error::deserialize(toml::Value::Table(table.clone()))
+            .map_err(|e| {
+                let (key, message) = source_key(&table, &e.path().to_string())
+                    .unwrap_or_else(|| (e.path().to_string(), e.inner().to_string()));
                 ConfigError::Key {
                     path: path.to_owned(),
-                    key: e.path().to_string(),
-                    message: e.inner().to_string(),
+                    key,
+                    message,
                 }
             })?;
         config.check(path)?;
@@ -204,10 +210,14 @@ impl Config {
             return Err(invalid("pipeline.worker_nice", "must be from 0 to 19"));
         }
         for (i, source) in self.sources.iter().enumerate() {
-            if let SourceConfig::File(f) = source
-                && f.path.trim().is_empty()
-            {
-                return Err(invalid(&format!("source[{i}].path"), "is empty"));
+            match source {
+                SourceConfig::File(f) if f.path.trim().is_empty() => {
+                    return Err(invalid(&format!("source[{i}].path"), "is empty"));
+                }
+                SourceConfig::Kafka(k) => k
+                    .check()
+                    .map_err(|e| invalid(&format!("source[{i}].{}", e.key), &e.message))?,
+                _ => {}
             }
         }
         seclake_sink::store::check_url("lake.url", &self.lake.url)
@@ -216,6 +226,35 @@ impl Config {
             .map_err(|e| invalid("dlq.url", &e.to_string()))?;
         Ok(())
     }
+}
+
+/// serde stops at `source[N]` inside an entry chosen by its `type`; this
+/// reads that entry again as its type to name the key within it, e.g.
+/// `source[0].start`.
+fn source_key(table: &toml::Table, failed_at: &str) -> Option<(String, String)> {
+    let index: usize = failed_at
+        .strip_prefix("source[")?
+        .strip_suffix(']')?
+        .parse()
+        .ok()?;
+    let mut entry = table
+        .get("source")?
+        .as_array()?
+        .get(index)?
+        .as_table()?
+        .clone();
+    let kind = entry.remove("type")?;
+    let entry = toml::Value::Table(entry);
+    let failed = match kind.as_str()? {
+        "file" => serde_path_to_error::deserialize::<_, FileConfig>(entry).err(),
+        "stdin" => serde_path_to_error::deserialize::<_, StdinConfig>(entry).err(),
+        "kafka" => serde_path_to_error::deserialize::<_, KafkaConfig>(entry).err(),
+        _ => None,
+    }?;
+    Some((
+        format!("source[{index}].{}", failed.path()),
+        failed.inner().to_string(),
+    ))
 }
 
 /// Expands `${VAR}` / `${VAR:-default}` in every string under `value`.
@@ -360,6 +399,51 @@ mod tests {
             err.contains("source") && err.contains("carrier-pigeon"),
             "{err}"
         );
+    }
+
+    const KAFKA: &str = r#"
+        [[source]]
+        type = "kafka"
+        format = "falco"
+        brokers = "127.0.0.1:9092"
+        topic = "falco-events"
+        group = "seclake"
+    "#;
+
+    #[test]
+    fn the_documented_kafka_source_parses_with_its_defaults() {
+        let text = format!("{KAFKA}\n[lake]\nurl = \"file:///l\"\n[dlq]\nurl = \"file:///d\"\n");
+        let cfg = Config::parse(&text, "c.toml").unwrap();
+        let SourceConfig::Kafka(k) = &cfg.sources[0] else {
+            panic!("not a kafka source: {:?}", cfg.sources[0]);
+        };
+        assert_eq!(
+            (k.format, k.topic.as_str(), k.group.as_str()),
+            (Format::Falco, "falco-events", "seclake")
+        );
+        assert_eq!(k.start, seclake_ingest::kafka::StartAt::Earliest);
+        assert!(k.kafka_options.is_empty());
+    }
+
+    #[test]
+    fn kafka_options_pass_through_and_managed_ones_are_refused_by_name() {
+        let tail = "[lake]\nurl = \"file:///l\"\n[dlq]\nurl = \"file:///d\"\n";
+        let ok = format!(
+            "{KAFKA}\n[source.kafka_options]\n\"security.protocol\" = \"SASL_SSL\"\n\"sasl.mechanism\" = \"SCRAM-SHA-512\"\n\"session.timeout.ms\" = 6000\n{tail}"
+        );
+        Config::parse(&ok, "c.toml").unwrap();
+        let bad = format!("{KAFKA}\n[source.kafka_options]\n\"group.id\" = \"other\"\n{tail}");
+        let err = Config::parse(&bad, "c.toml").unwrap_err().to_string();
+        assert!(
+            err.contains("source[0].kafka_options.\"group.id\"") && err.contains("use `group`"),
+            "{err}"
+        );
+        let typo = format!("{KAFKA}\n[source.kafka_options]\n\"fetch.max.bites\" = 1\n{tail}");
+        let err = Config::parse(&typo, "c.toml").unwrap_err().to_string();
+        assert!(err.contains("fetch.max.bites"), "{err}");
+        let start = format!("{KAFKA}start = \"middle\"\n{tail}");
+        let err = Config::parse(&start, "c.toml").unwrap_err().to_string();
+        assert!(err.contains("key `source[0].start`"), "{err}");
     }
 
     #[test]

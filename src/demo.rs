@@ -53,8 +53,8 @@ pub fn run(out: &Path, date: chrono::NaiveDate, scale: f64, progress: bool) -> R
     let summary = crate::pipeline::run(
         &config,
         &RunOptions {
-            follow: false,
             progress,
+            ..RunOptions::default()
         },
     )?;
     Ok(DemoRun {

@@ -6,4 +6,5 @@ pub mod demo;
 pub mod lanes;
 pub mod metrics;
 pub mod pipeline;
+pub mod replay;
 pub mod signals;

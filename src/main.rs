@@ -1,4 +1,4 @@
-//! The `seclake` command: run, validate, gen, demo.
+//! The `seclake` command: run, validate, gen, replay, demo.
 
 use std::io::IsTerminal as _;
 use std::path::PathBuf;
@@ -9,6 +9,7 @@ use chrono::NaiveDate;
 use clap::{Parser, Subcommand};
 use seclake::config::Config;
 use seclake::pipeline::{RunOptions, RunSummary};
+use seclake::replay::ReplayOptions;
 
 // jemalloc: thread caches for the per-batch buffers that glibc's malloc
 // serves from its slow path, and freed pages kept for reuse instead of being
@@ -62,6 +63,37 @@ enum Command {
         /// Also write the end-of-run summary as JSON here.
         #[arg(long)]
         summary_json: Option<PathBuf>,
+        /// Stop Kafka sources once their partitions are read to the end
+        /// (backfills); without it they run until SIGTERM.
+        #[arg(long)]
+        until_caught_up: bool,
+    },
+    /// Send NDJSON files (e.g. `seclake gen` output) to a Kafka topic.
+    Replay {
+        /// Bootstrap brokers.
+        #[arg(long, env = "SECLAKE_KAFKA_BROKERS", default_value = "127.0.0.1:9092")]
+        brokers: String,
+        /// The topic; created when missing.
+        #[arg(long)]
+        topic: String,
+        /// Partitions of the topic when this creates it.
+        #[arg(long, default_value_t = 6)]
+        partitions: i32,
+        /// Replication factor of the topic when this creates it.
+        #[arg(long, default_value_t = 1)]
+        replication_factor: i32,
+        /// Target rate, e.g. `50000/s` or `50k/s`; default as fast as possible.
+        #[arg(long, value_parser = seclake::replay::parse_rate)]
+        rate: Option<f64>,
+        /// A librdkafka producer property, `key=value` (TLS, SASL, ...); repeatable.
+        #[arg(long = "producer-option", short = 'X', value_parser = key_value)]
+        producer_options: Vec<(String, String)>,
+        /// Also write the report as JSON here.
+        #[arg(long)]
+        report_json: Option<PathBuf>,
+        /// NDJSON files, plain or `.gz`, sent line by line in this order.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
     },
     /// Check a config (keys, files, URLs) without starting anything.
     Validate {
@@ -131,9 +163,15 @@ fn run(cli: Cli) -> Result<()> {
             config,
             follow,
             summary_json,
+            until_caught_up,
         } => {
             let cfg = Config::load(&config)?;
-            let summary = seclake::pipeline::run(&cfg, &RunOptions { follow, progress })?;
+            let options = RunOptions {
+                follow,
+                progress,
+                until_caught_up,
+            };
+            let summary = seclake::pipeline::run(&cfg, &options)?;
             print_summary(&summary);
             if let Some(path) = summary_json {
                 let json = serde_json::to_vec_pretty(&summary)?;
@@ -188,9 +226,62 @@ fn run(cli: Cli) -> Result<()> {
                 demo.config.display()
             );
         }
+        Command::Replay {
+            brokers,
+            topic,
+            partitions,
+            replication_factor,
+            rate,
+            producer_options,
+            report_json,
+            files,
+        } => {
+            let options = ReplayOptions {
+                brokers,
+                topic,
+                partitions,
+                replication: replication_factor,
+                rate,
+                files,
+                producer_options,
+                progress,
+            };
+            let report = seclake::replay::replay(&options)?;
+            println!(
+                "sent {} records ({:.1} MB) to {} ({} partitions{}) in {:.1} s: {:.0} records/s, {:.1} MB/s; {} failed",
+                report.records,
+                report.bytes as f64 / 1e6,
+                options.topic,
+                report.partitions,
+                if report.created_topic {
+                    ", created"
+                } else {
+                    ""
+                },
+                report.seconds,
+                report.records as f64 / report.seconds.max(1e-9),
+                report.bytes as f64 / 1e6 / report.seconds.max(1e-9),
+                report.failed
+            );
+            if let Some(path) = report_json {
+                std::fs::write(&path, serde_json::to_vec_pretty(&report)?)
+                    .with_context(|| format!("writing {}", path.display()))?;
+            }
+            if report.failed > 0 {
+                anyhow::bail!("{} records were not delivered", report.failed);
+            }
+        }
         Command::Schema => print!("{}", seclake_enrich::schema::schema_markdown()),
     }
     Ok(())
+}
+
+/// Parses `key=value`.
+fn key_value(text: &str) -> Result<(String, String), String> {
+    text.split_once('=')
+        .map(|(k, v)| (k.trim().to_owned(), v.trim().to_owned()))
+        .filter(|(k, _)| !k.is_empty())
+        .ok_or_else(|| format!("{text:?} is not key=value"))
 }
 
 fn print_summary(s: &RunSummary) {

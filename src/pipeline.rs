@@ -28,6 +28,7 @@ use seclake_enrich::schema::SchemaError;
 use seclake_enrich::scoring::WindowScorer;
 use seclake_enrich::threat::ThreatEngine;
 use seclake_ingest::file::{Pending, ReadStats};
+use seclake_ingest::kafka::KafkaCommitter;
 use seclake_ingest::{Batch, Format, SourceError};
 use seclake_sink::dead_letter::DeadLetterStats;
 use seclake_sink::{DeadLetter, DeadLetterWriter, LakeStats};
@@ -43,6 +44,9 @@ pub struct RunOptions {
     pub follow: bool,
     /// Show a progress line on a terminal.
     pub progress: bool,
+    /// Stop Kafka sources once every partition they are assigned is read to
+    /// its end, instead of running until a shutdown signal (backfills, tests).
+    pub until_caught_up: bool,
 }
 
 /// Counts for one source format.
@@ -92,7 +96,29 @@ impl RunSummary {
 
 /// What a source thread hands back: its format, how reading went, and the
 /// acknowledgements it still waits for.
-type SourceOutcome = (Format, Result<ReadStats, SourceError>, Pending);
+type SourceOutcome = (Format, Result<ReadStats, SourceError>, Outstanding);
+
+/// A stopped source's batches still in the pipeline.
+enum Outstanding {
+    /// Files and stdin: only whether each batch was delivered.
+    Lines(Pending),
+    /// Kafka: offsets to commit as the batches are delivered.
+    Kafka(KafkaCommitter),
+    /// The source failed before it handed anything out.
+    Nothing,
+}
+
+impl Outstanding {
+    /// Waits for every batch (call it once the pipeline has drained), commits
+    /// what a source commits, and returns how many were not delivered.
+    fn settle(self) -> u64 {
+        match self {
+            Outstanding::Lines(pending) => pending.wait_all(),
+            Outstanding::Kafka(committer) => committer.commit_all(),
+            Outstanding::Nothing => 0,
+        }
+    }
+}
 
 /// A parsed batch on its way to the sink stage, with its place in line.
 struct Done {
@@ -136,6 +162,7 @@ pub fn run(cfg: &Config, opts: &RunOptions) -> Result<RunSummary> {
             f.paths().with_context(|| format!("source[{i}].path"))?;
         }
     }
+    let until_caught_up = opts.until_caught_up;
     let geo = GeoIp::open(&cfg.geoip).context("[geoip]")?.map(Arc::new);
     let threat = Arc::new(ThreatEngine::from_config(&cfg.threat).context("[threat]")?);
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -180,14 +207,30 @@ pub fn run(cfg: &Config, opts: &RunOptions) -> Result<RunSummary> {
                 .spawn(move || {
                     let mut pending = Pending::default();
                     let format = source.format();
-                    let stats = match source {
+                    match source {
                         SourceConfig::File(mut f) => {
                             f.follow |= follow;
-                            f.run(&tx, &shutdown, &mut pending)
+                            let stats = f.run(&tx, &shutdown, &mut pending);
+                            (format, stats, Outstanding::Lines(pending))
                         }
-                        SourceConfig::Stdin(s) => s.run(&tx, &shutdown, &mut pending),
-                    };
-                    (format, stats, pending)
+                        SourceConfig::Stdin(s) => {
+                            let stats = s.run(&tx, &shutdown, &mut pending);
+                            (format, stats, Outstanding::Lines(pending))
+                        }
+                        SourceConfig::Kafka(k) => {
+                            match k.run(&tx, &shutdown, until_caught_up) {
+                                Ok((stats, committer)) => {
+                                    (format, Ok(stats), Outstanding::Kafka(committer))
+                                }
+                                Err(e) => {
+                                    // The others stop too: a pipeline missing
+                                    // a source should not look healthy.
+                                    shutdown.store(true, Ordering::Relaxed);
+                                    (format, Err(e), Outstanding::Nothing)
+                                }
+                            }
+                        }
+                    }
                 })
                 .context("spawning a source thread")
         })
@@ -248,10 +291,10 @@ pub fn run(cfg: &Config, opts: &RunOptions) -> Result<RunSummary> {
     let mut summary = RunSummary::default();
     let mut source_error = None;
     for handle in sources {
-        let (format, stats, pending) = handle
+        let (format, stats, outstanding) = handle
             .join()
             .map_err(|_| anyhow!("a source thread panicked"))?;
-        summary.undelivered_batches += pending.wait_all();
+        summary.undelivered_batches += outstanding.settle();
         match stats {
             Ok(s) => {
                 let c = summary.sources.entry(format.as_str()).or_default();

@@ -1,12 +1,13 @@
 //! The `seclake` binary: config errors, metrics, SIGTERM flushes and exits 0.
 
-use std::io::{Read as _, Write as _};
-use std::net::{TcpListener, TcpStream};
-use std::path::Path;
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+mod common;
 
-const BIN: &str = env!("CARGO_BIN_EXE_seclake");
+use std::io::Write as _;
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use common::{BIN, Seclake, free_port, get, wait_for};
 
 fn write_config(dir: &Path, source: &str, extra: &str) -> std::path::PathBuf {
     let d = dir.display();
@@ -67,100 +68,12 @@ fn validate_names_a_corrupt_geoip_database() {
     assert!(stderr.contains("broken.mmdb"), "{stderr}");
 }
 
-fn free_port() -> u16 {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
-    listener.local_addr().expect("addr").port()
-}
-
-fn get(port: u16, path: &str) -> Option<String> {
-    let mut stream = TcpStream::connect(("127.0.0.1", port)).ok()?;
-    stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    write!(
-        stream,
-        "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
-    )
-    .ok()?;
-    let mut body = String::new();
-    stream.read_to_string(&mut body).ok()?;
-    Some(body)
-}
-
-/// Polls `check` until it holds or `limit` passes; the pause only paces the polling.
-fn wait_for(limit: Duration, mut check: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + limit;
-    while Instant::now() < deadline {
-        if check() {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    false
-}
-
-/// A `seclake run` following a file, with its metrics endpoint.
-struct Following {
-    child: std::process::Child,
-    port: u16,
-    summary: std::path::PathBuf,
-}
-
-impl Following {
-    /// Starts `seclake run` on `source` (a `[[source]]` table and extra
-    /// sections) with metrics on a free port.
-    fn start(dir: &Path, source: &str) -> Following {
-        let port = free_port();
-        let config = write_config(
-            dir,
-            source,
-            &format!("[metrics]\naddress = \"127.0.0.1:{port}\"\n"),
-        );
-        let summary = dir.join("summary.json");
-        let child = Command::new(BIN)
-            .args(["run", "--config"])
-            .arg(&config)
-            .arg("--summary-json")
-            .arg(&summary)
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("starts");
-        Following {
-            child,
-            port,
-            summary,
-        }
-    }
-
-    /// Waits until `/metrics` contains `text`.
-    fn metric(&self, text: &str) -> bool {
-        wait_for(Duration::from_secs(30), || {
-            get(self.port, "/metrics").is_some_and(|m| m.contains(text))
-        })
-    }
-
-    fn signal(&self, name: &str) {
-        let sent = Command::new("kill")
-            .args([name, &self.child.id().to_string()])
-            .status()
-            .expect("kill runs");
-        assert!(sent.success());
-    }
-
-    /// Sends SIGTERM, waits for a successful exit and returns the summary.
-    fn terminate(mut self) -> serde_json::Value {
-        self.signal("-TERM");
-        let mut status = None;
-        let exited = wait_for(Duration::from_secs(30), || {
-            status = self.child.try_wait().expect("status");
-            status.is_some()
-        });
-        if !exited {
-            let _ = self.child.kill();
-        }
-        assert!(exited, "seclake did not exit after SIGTERM");
-        assert!(status.expect("exited").success());
-        let text = std::fs::read(&self.summary).expect("summary written");
-        serde_json::from_slice(&text).expect("json")
-    }
+/// Starts `seclake run` on `source` (a `[[source]]` table and extra
+/// sections) with metrics on a free port.
+fn following(dir: &Path, source: &str) -> Seclake {
+    let port = free_port();
+    let config = write_config(dir, source, &Seclake::metrics_section(port));
+    Seclake::start(&config, port, &[])
 }
 
 #[test]
@@ -172,7 +85,7 @@ fn sigterm_while_following_commits_everything_read_and_exits_zero() {
         "[[source]]\ntype = \"file\"\nformat = \"app\"\nfollow = true\npath = \"{}/app.ndjson\"\n",
         dir.path().display()
     );
-    let mut run = Following::start(dir.path(), &source);
+    let mut run = following(dir.path(), &source);
     let healthy = wait_for(Duration::from_secs(30), || {
         get(run.port, "/healthz").is_some_and(|r| r.contains("ok"))
     });
@@ -202,7 +115,7 @@ fn sighup_reloads_geoip_without_losing_events() {
         log.display(),
         city.display()
     );
-    let run = Following::start(dir.path(), &source);
+    let run = following(dir.path(), &source);
     assert!(
         run.metric("seclake_events_total{source=\"app\"} 200"),
         "first 200 never counted"

@@ -171,3 +171,24 @@ fn the_image_is_multi_stage_and_runs_as_non_root() {
         "runs as {user}"
     );
 }
+
+/// The pipeline's config in the compose topology is valid as it stands and
+/// reads the topics `kafka-init` creates.
+#[test]
+fn the_compose_pipeline_config_is_valid_and_reads_the_created_topics() {
+    let config = seclake::config::Config::load(&repo().join("deploy/seclake.toml"))
+        .expect("deploy/seclake.toml is valid");
+    let services = compose();
+    let init = strings(&service(&services, "kafka-init")["command"]).join("\n");
+    for source in &config.sources {
+        let seclake::config::SourceConfig::Kafka(kafka) = source else {
+            panic!("the compose pipeline reads Kafka only: {source:?}");
+        };
+        assert!(
+            init.contains(&kafka.topic),
+            "kafka-init does not create {}",
+            kafka.topic
+        );
+    }
+    assert_eq!(config.sources.len(), 3, "one topic per format");
+}

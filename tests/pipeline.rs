@@ -1,9 +1,12 @@
 //! End to end: generated logs → `seclake run` → lake and dead letters, read
 //! back with DataFusion.
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::path::Path;
 
+use common::dead_letter_lines;
 use datafusion::arrow::datatypes::DataType;
 use datafusion::prelude::{ParquetReadOptions, SessionContext};
 use seclake::config::Config;
@@ -94,26 +97,6 @@ async fn lake_counts(dir: &Path) -> BTreeMap<String, i64> {
         for i in 0..b.num_rows() {
             out.insert(sources.value(i).to_owned(), n.value(i));
             out.insert(format!("{}_ids", sources.value(i)), ids.value(i));
-        }
-    }
-    out
-}
-
-fn dead_letter_lines(dir: &Path) -> Vec<seclake_sink::DeadLetterLine> {
-    let mut out = Vec::new();
-    let mut stack = vec![dir.join("dlq")];
-    while let Some(d) = stack.pop() {
-        for entry in std::fs::read_dir(&d).into_iter().flatten().flatten() {
-            let p = entry.path();
-            if p.is_dir() {
-                stack.push(p);
-            } else if p.extension().is_some_and(|e| e == "ndjson") {
-                let text = std::fs::read_to_string(&p).expect("readable");
-                out.extend(
-                    text.lines()
-                        .map(|l| serde_json::from_str(l).expect("valid line")),
-                );
-            }
         }
     }
     out

@@ -17,7 +17,7 @@ use crossbeam_channel::Sender;
 use flate2::read::MultiGzDecoder;
 use serde::Deserialize;
 
-use crate::{Ack, AckStatus, AckWaiter, Batch, Format, Record, SourceError};
+use crate::{Ack, AckStatus, AckWaiter, Batch, Format, Origin, Record, SourceError};
 
 /// `[[source]] type = "file"`: NDJSON files, `.gz` ones decompressed.
 #[derive(Debug, Clone, Deserialize)]
@@ -56,11 +56,11 @@ pub struct StdinConfig {
 /// Per-batch costs (a record batch of some 60 columns, a Parquet write per
 /// column) are a tenth of the CPU at 512 KiB; 2 MiB halves them against
 /// 1 MiB for 16 MiB more RSS, 4 MiB gained nothing (`benches/README.md`).
-fn default_batch_bytes() -> usize {
+pub(crate) fn default_batch_bytes() -> usize {
     2 << 20
 }
 
-fn default_max_record_bytes() -> usize {
+pub(crate) fn default_max_record_bytes() -> usize {
     1 << 20
 }
 
@@ -184,7 +184,8 @@ impl StdinConfig {
     }
 }
 
-fn open(path: &Path) -> io::Result<Box<dyn Read + Send>> {
+/// Opens a file for reading, decompressing it when its name ends in `.gz`.
+pub fn open(path: &Path) -> io::Result<Box<dyn Read + Send>> {
     let file = File::open(path)?;
     if path.extension().is_some_and(|e| e == "gz") {
         Ok(Box::new(MultiGzDecoder::new(BufReader::with_capacity(
@@ -347,7 +348,7 @@ impl<R: Read> LineReader<R> {
                     stats.batches += 1;
                     let batch = Batch {
                         format,
-                        origin: Arc::clone(&self.origin),
+                        origin: Origin::Lines(Arc::clone(&self.origin)),
                         data,
                         records,
                         ack,
@@ -440,7 +441,7 @@ mod tests {
         drop(tx);
         assert_eq!(stats.records, 3);
         let batches: Vec<Batch> = rx.iter().collect();
-        assert!(batches[0].origin.ends_with("a.ndjson"));
+        assert!(batches[0].origin.to_string().ends_with("a.ndjson"));
         assert_eq!(batches[1].record(1), b"{\"b\":2}");
         assert_eq!(
             batches[1].position(1).to_string(),

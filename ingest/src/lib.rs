@@ -9,6 +9,7 @@
 
 mod ack;
 pub mod file;
+pub mod kafka;
 mod position;
 
 pub use ack::{Ack, AckStatus, AckWaiter};
@@ -72,13 +73,41 @@ impl Record {
     }
 }
 
+/// Where a batch's records came from. With a record's [`Record::seq`] it
+/// gives the record's [`Position`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Origin {
+    /// A file, or `stdin`; `seq` is the 1-based line number.
+    Lines(Arc<str>),
+    /// One partition of a Kafka topic; `seq` is the offset.
+    Kafka {
+        /// The topic.
+        topic: Arc<str>,
+        /// The partition.
+        partition: i32,
+        /// Each record's key as a byte range in [`Batch::data`], by record index.
+        keys: Vec<Option<(u32, u32)>>,
+    },
+}
+
+impl fmt::Display for Origin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Origin::Lines(origin) => f.write_str(origin),
+            Origin::Kafka {
+                topic, partition, ..
+            } => write!(f, "kafka:{topic}/{partition}"),
+        }
+    }
+}
+
 /// Raw records of one format from one origin, sharing one buffer and one [`Ack`].
 #[derive(Debug)]
 pub struct Batch {
     /// The format every record in the batch is in.
     pub format: Format,
-    /// Where the records came from, e.g. a file path or `stdin`.
-    pub origin: Arc<str>,
+    /// Where the records came from: a file, stdin, a Kafka partition.
+    pub origin: Origin,
     /// The bytes the records point into.
     pub data: Bytes,
     /// The records, in source order.
@@ -105,9 +134,24 @@ impl Batch {
 
     /// Where record `i` came from.
     pub fn position(&self, i: usize) -> Position {
-        Position::Line {
-            origin: Arc::clone(&self.origin),
-            line: self.records[i].seq,
+        let seq = self.records[i].seq;
+        match &self.origin {
+            Origin::Lines(origin) => Position::Line {
+                origin: Arc::clone(origin),
+                line: seq,
+            },
+            Origin::Kafka {
+                topic,
+                partition,
+                keys,
+            } => Position::Kafka {
+                topic: Arc::clone(topic),
+                partition: *partition,
+                offset: i64::try_from(seq).unwrap_or(i64::MAX),
+                key: keys.get(i).copied().flatten().map(|(start, end)| {
+                    String::from_utf8_lossy(&self.data[start as usize..end as usize]).into_owned()
+                }),
+            },
         }
     }
 
@@ -145,4 +189,12 @@ pub enum SourceError {
     /// The pipeline stopped taking batches (it is shutting down).
     #[error("pipeline closed")]
     Closed,
+    /// A Kafka client could not be created or failed for good.
+    #[error("kafka source {topic:?}: {message}")]
+    Kafka {
+        /// The topic the source reads.
+        topic: String,
+        /// What librdkafka said, and what to do.
+        message: String,
+    },
 }

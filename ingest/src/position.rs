@@ -16,12 +16,29 @@ pub enum Position {
         /// The 1-based line number.
         line: u64,
     },
+    /// A Kafka record.
+    Kafka {
+        /// The topic.
+        topic: Arc<str>,
+        /// The partition.
+        partition: i32,
+        /// The record's offset in the partition.
+        offset: i64,
+        /// The record's key, UTF-8 with invalid bytes replaced; none when unkeyed.
+        key: Option<String>,
+    },
 }
 
 impl fmt::Display for Position {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Position::Line { origin, line } => write!(f, "{origin}:{line}"),
+            Position::Kafka {
+                topic,
+                partition,
+                offset,
+                ..
+            } => write!(f, "kafka:{topic}/{partition}@{offset}"),
         }
     }
 }

@@ -54,6 +54,12 @@ pub struct LakeConfig {
     /// written file is committed. Bounds memory when events arrive out of order.
     #[serde(default = "default_max_open_files")]
     pub max_open_files: usize,
+    /// Hours of event time kept open per source, the newest included
+    /// (default 2); a file of an older hour is committed. Raise it when events
+    /// arrive that far out of order, as when a consumer catches up on several
+    /// Kafka partitions at once.
+    #[serde(default = "default_open_hours")]
+    pub open_hours: u32,
 }
 
 fn default_max_file_bytes() -> u64 {
@@ -71,6 +77,9 @@ fn default_zstd_level() -> i32 {
 fn default_max_open_files() -> usize {
     16
 }
+fn default_open_hours() -> u32 {
+    2
+}
 
 impl LakeConfig {
     /// A config with defaults for everything but the URL.
@@ -84,6 +93,7 @@ impl LakeConfig {
             row_group_rows: default_row_group_rows(),
             zstd_level: default_zstd_level(),
             max_open_files: default_max_open_files(),
+            open_hours: default_open_hours(),
         }
     }
 }
@@ -245,8 +255,9 @@ pub struct LakeWriter {
     max_file_bytes: u64,
     max_age: Duration,
     max_open_files: usize,
+    open_hours: i64,
     open: HashMap<PartitionKey, OpenFile>,
-    /// Newest event hour seen per source: files two hours older are done.
+    /// Newest event hour seen per source: files `open_hours` older are done.
     newest_hour: HashMap<Format, i64>,
     writes: u64,
     stats: LakeStats,
@@ -274,6 +285,7 @@ impl LakeWriter {
             max_file_bytes: cfg.max_file_bytes,
             max_age: Duration::from_secs(cfg.max_file_age_secs),
             max_open_files: cfg.max_open_files.max(1),
+            open_hours: i64::from(cfg.open_hours.max(1)),
             open: HashMap::new(),
             newest_hour: HashMap::new(),
             writes: 0,
@@ -305,8 +317,8 @@ impl LakeWriter {
         self.close_finished(source).await
     }
 
-    /// Commits files of hours the source has left behind (event time more than
-    /// an hour older than its newest event), then the least recently written
+    /// Commits files of hours the source has left behind (`open_hours` or more
+    /// older than its newest event's hour), then the least recently written
     /// files while more than `max_open_files` are open. Late events reopen a
     /// new file in their partition.
     async fn close_finished(&mut self, source: Format) -> Result<(), SinkError> {
@@ -314,7 +326,7 @@ impl LakeWriter {
         let mut done: Vec<PartitionKey> = self
             .open
             .keys()
-            .filter(|k| k.source == source && k.hour < newest - 1)
+            .filter(|k| k.source == source && k.hour <= newest - self.open_hours)
             .copied()
             .collect();
         let excess = (self.open.len() - done.len()).saturating_sub(self.max_open_files);

@@ -13,6 +13,10 @@
 //! directory; read the child's peak RSS with `wait4`; check every record came
 //! out exactly once (events in the lake, malformed lines in the dead
 //! letters); print the figures. Exits non-zero when a check fails.
+//!
+//! With `--kafka BROKERS`, the same records are also replayed into topics
+//! once and every run reads them from Kafka too, so the two sources are
+//! compared on the same input, in the same invocation.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -46,6 +50,32 @@ enum Cmd {
     /// File → parse → enrich → Parquet lake with the release `seclake`
     /// binary, against the one-core sonic-rs parse floor of the same input.
     E2e(E2eArgs),
+    /// Kafka → lake on S3 (a moto server of the bench's own) with the S3
+    /// server frozen (SIGSTOP) for a while mid-run: the pipeline's memory
+    /// while its sink is stalled, and that every record arrives after.
+    Stall(StallArgs),
+}
+
+#[derive(Args)]
+struct StallArgs {
+    /// Volume of WAF records: 1 = 100,000.
+    #[arg(long, default_value_t = 2.0)]
+    scale: f64,
+    /// Kafka brokers.
+    #[arg(long, env = "SECLAKE_KAFKA_BROKERS", default_value = "127.0.0.1:9092")]
+    brokers: String,
+    /// Partitions of the topic.
+    #[arg(long, default_value_t = 6)]
+    partitions: u32,
+    /// How long the S3 server stays frozen.
+    #[arg(long, default_value_t = 15)]
+    stall_secs: u64,
+    /// The moto server executable [default: the one `scripts/services` installs].
+    #[arg(long)]
+    moto_server: Option<PathBuf>,
+    /// The seclake binary [default: `seclake` beside this program].
+    #[arg(long, env = "SECLAKE_BIN")]
+    seclake: Option<PathBuf>,
 }
 
 #[derive(Args)]
@@ -80,6 +110,17 @@ struct E2eArgs {
     /// Also write the results as JSON to this file.
     #[arg(long)]
     json: Option<PathBuf>,
+    /// Also run Kafka → lake on the same records: they are replayed once into
+    /// fresh topics on these brokers (`seclake replay`, not timed), then each
+    /// run reads them with a new consumer group (`--until-caught-up`).
+    #[arg(long, value_name = "BROKERS")]
+    kafka: Option<String>,
+    /// Partitions of each topic `--kafka` creates.
+    #[arg(long, default_value_t = 6)]
+    kafka_partitions: u32,
+    /// `[lake] open_hours` for every run (seclake's default when unset).
+    #[arg(long)]
+    open_hours: Option<u32>,
 }
 
 fn parse_format(s: &str) -> Result<Format, String> {
@@ -87,8 +128,11 @@ fn parse_format(s: &str) -> Result<Format, String> {
 }
 
 fn main() -> ExitCode {
-    let Cmd::E2e(args) = Cli::parse().command;
-    match e2e(&args) {
+    let outcome = match Cli::parse().command {
+        Cmd::E2e(args) => e2e(&args),
+        Cmd::Stall(args) => stall(&args),
+    };
+    match outcome {
         Ok(true) => ExitCode::SUCCESS,
         Ok(false) => ExitCode::FAILURE,
         Err(e) => {
@@ -230,8 +274,19 @@ fn e2e(args: &E2eArgs) -> Result<bool> {
             .with_context(|| format!("reading {}", input.path.display()))?;
     }
 
+    let topics = match &args.kafka {
+        Some(brokers) => Some(replay_inputs(
+            &seclake,
+            brokers,
+            args.kafka_partitions,
+            &inputs,
+        )?),
+        None => None,
+    };
+    let file_sources = file_sources(&inputs);
     let mut floors: Vec<Vec<FloorStats>> = Vec::new();
     let mut runs: Vec<E2eRun> = Vec::new();
+    let mut kafka_runs: Vec<E2eRun> = Vec::new();
     let mut failures: Vec<String> = Vec::new();
     for i in 0..args.repeat {
         let floor = inputs
@@ -243,7 +298,7 @@ fn e2e(args: &E2eArgs) -> Result<bool> {
                     .with_context(|| format!("reading {}", input.path.display()))
             })
             .collect::<Result<Vec<_>>>()?;
-        let run = run_pipeline(args, &seclake, &data_dir, &inputs)?;
+        let run = run_pipeline(args, &seclake, &data_dir, &file_sources, &[])?;
         let floor_s = total(&floor).elapsed.as_secs_f64();
         let e2e_s = run.wall.as_secs_f64();
         if args.repeat > 1 {
@@ -260,6 +315,26 @@ fn e2e(args: &E2eArgs) -> Result<bool> {
                 .into_iter()
                 .map(|f| format!("run {}: {f}", i + 1)),
         );
+        if let (Some(brokers), Some(topics)) = (&args.kafka, &topics) {
+            let group = format!("seclake-bench-{}", unique_suffix());
+            let sources = kafka_sources(brokers, topics, &group);
+            let kafka = run_pipeline(args, &seclake, &data_dir, &sources, &["--until-caught-up"])?;
+            println!(
+                "run {}/{}: kafka e2e {:.3} s, {:.2} cores busy, ratio to the file run {:.3}, peak RSS {:.1} MiB",
+                i + 1,
+                args.repeat,
+                kafka.wall.as_secs_f64(),
+                kafka.cpu.as_secs_f64() / kafka.wall.as_secs_f64().max(1e-9),
+                run.wall.as_secs_f64() / kafka.wall.as_secs_f64().max(1e-9),
+                kafka.max_rss_kib as f64 / 1024.0
+            );
+            failures.extend(
+                verify(&inputs, &kafka)
+                    .into_iter()
+                    .map(|f| format!("run {} (kafka): {f}", i + 1)),
+            );
+            kafka_runs.push(kafka);
+        }
         floors.push(floor);
         runs.push(run);
     }
@@ -269,6 +344,10 @@ fn e2e(args: &E2eArgs) -> Result<bool> {
     let run = median_by(&runs, |r| r.wall);
     let report = Report::new(&inputs, floor, run);
     print!("{}", report.table(args.repeat));
+    if !kafka_runs.is_empty() {
+        let kafka = median_by(&kafka_runs, |r| r.wall);
+        print!("{}", report.kafka_table(kafka));
+    }
     if let Some(path) = &args.json {
         let json = report.json(args, &formats, &data_dir);
         fs::write(path, serde_json::to_vec_pretty(&json)?)
@@ -413,7 +492,8 @@ fn toml_paths(paths: &[PathBuf]) -> String {
     format!("[{}]", items.join(", "))
 }
 
-fn pipeline_config(args: &E2eArgs, inputs: &[Input], run_dir: &Path) -> String {
+/// `[[source]]` tables reading the inputs from their files.
+fn file_sources(inputs: &[Input]) -> String {
     let mut text = String::new();
     for input in inputs {
         let _ = write!(
@@ -423,6 +503,71 @@ fn pipeline_config(args: &E2eArgs, inputs: &[Input], run_dir: &Path) -> String {
             toml_str(&input.path.to_string_lossy())
         );
     }
+    text
+}
+
+/// `[[source]]` tables reading `(format, topic)`s with a consumer group.
+fn kafka_sources(brokers: &str, topics: &[(Format, String)], group: &str) -> String {
+    let mut text = String::new();
+    for (format, topic) in topics {
+        let _ = write!(
+            text,
+            "[[source]]\ntype = \"kafka\"\nformat = \"{}\"\nbrokers = {}\ntopic = {}\ngroup = {}\n\n",
+            format.as_str(),
+            toml_str(brokers),
+            toml_str(topic),
+            toml_str(group)
+        );
+    }
+    text
+}
+
+fn unique_suffix() -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    format!("{nanos:x}")
+}
+
+/// Replays every input into a fresh topic with `seclake replay`; returns
+/// `(format, topic)`s.
+fn replay_inputs(
+    seclake: &Path,
+    brokers: &str,
+    partitions: u32,
+    inputs: &[Input],
+) -> Result<Vec<(Format, String)>> {
+    let mut topics = Vec::new();
+    for input in inputs {
+        let topic = format!(
+            "seclake-bench-{}-{}",
+            input.format.as_str(),
+            unique_suffix()
+        );
+        let started = Instant::now();
+        let status = Command::new(seclake)
+            .args(["replay", "--brokers", brokers, "--topic", &topic])
+            .args(["--partitions", &partitions.to_string()])
+            .arg(&input.path)
+            .stdin(Stdio::null())
+            .status()
+            .with_context(|| format!("running {} replay", seclake.display()))?;
+        if !status.success() {
+            bail!("seclake replay into {topic} failed ({status})");
+        }
+        println!(
+            "kafka:  {} lines of {} replayed into {topic} ({partitions} partitions) in {:.1} s",
+            input.lines,
+            input.format.as_str(),
+            started.elapsed().as_secs_f64()
+        );
+        topics.push((input.format, topic));
+    }
+    Ok(topics)
+}
+
+fn pipeline_config(args: &E2eArgs, sources: &str, run_dir: &Path) -> String {
+    let mut text = sources.to_owned();
     if args.geoip {
         let fixtures = workspace_dir().join("fixtures").join("geoip");
         let or = |env: Vec<PathBuf>, file: &str| {
@@ -443,7 +588,11 @@ fn pipeline_config(args: &E2eArgs, inputs: &[Input], run_dir: &Path) -> String {
     }
     for (section, dir) in [("lake", "lake"), ("dlq", "dlq")] {
         let url = format!("file://{}", run_dir.join(dir).to_string_lossy());
-        let _ = write!(text, "[{section}]\nurl = {}\n\n", toml_str(&url));
+        let _ = write!(text, "[{section}]\nurl = {}\n", toml_str(&url));
+        if let (Some(hours), "lake") = (args.open_hours, section) {
+            let _ = writeln!(text, "open_hours = {hours}");
+        }
+        text.push('\n');
     }
     if let Some(workers) = args.workers {
         let _ = write!(text, "[pipeline]\nworkers = {workers}\n");
@@ -456,7 +605,8 @@ fn run_pipeline(
     args: &E2eArgs,
     seclake: &Path,
     data_dir: &Path,
-    inputs: &[Input],
+    sources: &str,
+    extra_args: &[&str],
 ) -> Result<E2eRun> {
     let run_dir = tempfile::Builder::new()
         .prefix("run-")
@@ -467,7 +617,7 @@ fn run_pipeline(
         fs::create_dir_all(dir.join(sub))?;
     }
     let config = dir.join("seclake.toml");
-    fs::write(&config, pipeline_config(args, inputs, dir))?;
+    fs::write(&config, pipeline_config(args, sources, dir))?;
     let summary_path = dir.join("summary.json");
     let stdout = dir.join("stdout.log");
     let stderr = dir.join("stderr.log");
@@ -478,6 +628,7 @@ fn run_pipeline(
         .arg(&config)
         .arg("--summary-json")
         .arg(&summary_path)
+        .args(extra_args)
         .stdin(Stdio::null())
         .stdout(File::create(&stdout)?)
         .stderr(File::create(&stderr)?);
@@ -858,6 +1009,42 @@ impl<'a> Report<'a> {
         t
     }
 
+    /// Kafka → lake beside file → lake and the floor, on the same records.
+    fn kafka_table(&self, kafka: &E2eRun) -> String {
+        let mut t = String::new();
+        let (events, mb) = (self.events() as f64, self.bytes() as f64 / 1e6);
+        let _ = writeln!(
+            t,
+            "\nsource comparison (median runs; wall time of the process, group join included)"
+        );
+        let _ = writeln!(
+            t,
+            "{:<14} {:>11} {:>8} {:>10} {:>9} {:>7} {:>12} {:>9}",
+            "source", "events/s", "MB/s", "vs floor", "wall s", "CPU s", "cores busy", "RSS MiB"
+        );
+        for (name, run) in [("file → lake", self.run), ("kafka → lake", kafka)] {
+            let _ = writeln!(
+                t,
+                "{:<14} {:>11} {:>8.1} {:>10.3} {:>9.3} {:>7.2} {:>12.2} {:>9.1}",
+                name,
+                thousands(per_sec(events, run.wall)),
+                per_sec(mb, run.wall),
+                self.floor_time().as_secs_f64() / run.wall.as_secs_f64().max(1e-9),
+                run.wall.as_secs_f64(),
+                run.cpu.as_secs_f64(),
+                run.cpu.as_secs_f64() / run.wall.as_secs_f64().max(1e-9),
+                run.max_rss_kib as f64 / 1024.0,
+            );
+        }
+        let ratio = self.run.wall.as_secs_f64() / kafka.wall.as_secs_f64().max(1e-9);
+        let met = if ratio >= 0.7 { "met" } else { "NOT met" };
+        let _ = writeln!(
+            t,
+            "kafka → lake / file → lake: {ratio:.3} (goal ≥ 0.7: {met})"
+        );
+        t
+    }
+
     fn json(&self, args: &E2eArgs, formats: &[Format], data_dir: &Path) -> serde_json::Value {
         let floor: Vec<serde_json::Value> = self
             .inputs
@@ -899,4 +1086,214 @@ impl<'a> Report<'a> {
             "records": run.summary.sources.values().map(|c| c.records).sum::<u64>(),
         })
     }
+}
+
+/// A process killed when dropped.
+struct Killed(std::process::Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn send_signal(pid: u32, signal: libc::c_int) -> Result<()> {
+    let pid = libc::pid_t::try_from(pid).context("pid out of range")?;
+    // SAFETY: kill(2) takes no pointers; `pid` is a child of ours.
+    if unsafe { libc::kill(pid, signal) } != 0 {
+        return Err(io::Error::last_os_error()).context("kill");
+    }
+    Ok(())
+}
+
+/// A plain HTTP/1.1 request to 127.0.0.1; the whole response.
+fn http(port: u16, request: &str) -> Option<String> {
+    use std::io::{Read as _, Write as _};
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+    stream.write_all(request.as_bytes()).ok()?;
+    let mut out = String::new();
+    stream.read_to_string(&mut out).ok()?;
+    Some(out)
+}
+
+fn free_port() -> Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
+}
+
+/// The resident set of `pid` in KiB, from /proc.
+fn rss_kib(pid: u32) -> Option<u64> {
+    let status = fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))?
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()
+        .ok()
+}
+
+fn stall(args: &StallArgs) -> Result<bool> {
+    let seclake = seclake_binary(args.seclake.as_deref())?;
+    let moto_server = match &args.moto_server {
+        Some(p) => p.clone(),
+        None => {
+            let home = std::env::var_os("SECLAKE_SERVICES_HOME").map_or_else(
+                || default_data_root().map(|d| d.with_file_name("services")),
+                |h| Ok(PathBuf::from(h)),
+            )?;
+            home.join("moto/venv/bin/moto_server")
+        }
+    };
+    if !moto_server.is_file() {
+        bail!(
+            "no moto server at {}: run `scripts/services up moto` or pass --moto-server",
+            moto_server.display()
+        );
+    }
+    let data_dir = default_data_root()?.join(format!("scale-{}", args.scale));
+    let (data_dir, manifest, _) = ensure_fixtures(&data_dir, args.scale)?;
+    let waf = manifest
+        .files
+        .iter()
+        .find(|f| f.format == "waf")
+        .context("manifest has no waf file")?;
+    let input = Input {
+        format: Format::Waf,
+        path: data_dir.join(&waf.path),
+        lines: waf.lines,
+        malformed: waf.malformed,
+        bytes: waf.bytes,
+    };
+    let topics = replay_inputs(
+        &seclake,
+        &args.brokers,
+        args.partitions,
+        std::slice::from_ref(&input),
+    )?;
+
+    let s3_port = free_port()?;
+    let moto = Killed(
+        Command::new(&moto_server)
+            .args(["-H", "127.0.0.1", "-p", &s3_port.to_string()])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .with_context(|| format!("starting {}", moto_server.display()))?,
+    );
+    let create = format!(
+        "PUT /bench HTTP/1.1\r\nHost: 127.0.0.1:{s3_port}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+    );
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !http(s3_port, &create).is_some_and(|r| r.starts_with("HTTP/1.1 200")) {
+        if Instant::now() > deadline {
+            bail!("the moto server on port {s3_port} never created the bucket");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+
+    let run_dir = tempfile::Builder::new()
+        .prefix("stall-")
+        .tempdir_in(&data_dir)?;
+    let metrics_port = free_port()?;
+    let group = format!("seclake-bench-stall-{}", unique_suffix());
+    let mut config = kafka_sources(&args.brokers, &topics, &group);
+    let _ = write!(
+        config,
+        "[lake]\nurl = \"s3://bench/lake\"\nendpoint = \"http://127.0.0.1:{s3_port}\"\nregion = \"us-east-1\"\n\n\
+         [dlq]\nurl = {}\n\n[metrics]\naddress = \"127.0.0.1:{metrics_port}\"\n",
+        toml_str(&format!(
+            "file://{}",
+            run_dir.path().join("dlq").to_string_lossy()
+        ))
+    );
+    let config_path = run_dir.path().join("seclake.toml");
+    fs::write(&config_path, config)?;
+    let summary_path = run_dir.path().join("summary.json");
+    let stderr = run_dir.path().join("stderr.log");
+    let mut cmd = Command::new(&seclake);
+    cmd.args(["run", "--until-caught-up", "--config"])
+        .arg(&config_path)
+        .arg("--summary-json")
+        .arg(&summary_path)
+        .env("AWS_ACCESS_KEY_ID", "testing")
+        .env("AWS_SECRET_ACCESS_KEY", "testing")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(File::create(&stderr)?);
+
+    println!(
+        "seclake-bench stall: {} WAF records from Kafka into S3 (moto on port {s3_port}), S3 frozen for {} s",
+        input.lines, args.stall_secs
+    );
+    let started = Instant::now();
+    let child = cmd.spawn().context("starting seclake")?;
+    let pid = child.id();
+    let scrape = |name: &str| -> f64 {
+        let request = "GET /metrics HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n";
+        http(metrics_port, request)
+            .map(|m| {
+                m.lines()
+                    .filter(|l| l.starts_with(name))
+                    .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+                    .sum()
+            })
+            .unwrap_or(0.0)
+    };
+    // Freeze S3 once the pipeline is under way.
+    while scrape("seclake_kafka_records_total") < 1.0 && started.elapsed() < Duration::from_secs(60)
+    {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let frozen_at = started.elapsed();
+    send_signal(moto.0.id(), libc::SIGSTOP)?;
+    let mut stalled_peak = 0u64;
+    let mut paused_max = 0f64;
+    let mut read_at_freeze = None;
+    let stall_end = Instant::now() + Duration::from_secs(args.stall_secs);
+    while Instant::now() < stall_end {
+        stalled_peak = stalled_peak.max(rss_kib(pid).unwrap_or(0));
+        paused_max = paused_max.max(scrape("seclake_kafka_paused_partitions"));
+        read_at_freeze.get_or_insert_with(|| scrape("seclake_kafka_records_total"));
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let read_during = scrape("seclake_kafka_records_total") - read_at_freeze.unwrap_or(0.0);
+    let rss_at_thaw = rss_kib(pid).unwrap_or(0);
+    send_signal(moto.0.id(), libc::SIGCONT)?;
+    let mut child = child;
+    let status = child.wait()?;
+    let wall = started.elapsed();
+    if !status.success() {
+        let log = fs::read_to_string(&stderr).unwrap_or_default();
+        bail!(
+            "seclake run failed ({status}): {}",
+            log.lines().rev().take(10).collect::<Vec<_>>().join("\n")
+        );
+    }
+    let summary: Summary = serde_json::from_slice(&fs::read(&summary_path)?)?;
+    println!(
+        "froze S3 after {:.1} s; while frozen: peak RSS {:.1} MiB, RSS at thaw {:.1} MiB, \
+         up to {paused_max} partitions paused, {read_during:.0} records read (librdkafka's prefetch and the queues)",
+        frozen_at.as_secs_f64(),
+        stalled_peak as f64 / 1024.0,
+        rss_at_thaw as f64 / 1024.0
+    );
+    println!(
+        "run: {:.1} s wall; lake rows {} (expected {}), dead letters {} (expected {})",
+        wall.as_secs_f64(),
+        summary.lake_rows,
+        input.events(),
+        summary.dead_letters,
+        input.malformed
+    );
+    let ok = summary.lake_rows == input.events()
+        && summary.dead_letters == input.malformed
+        && summary.undelivered_batches == 0;
+    println!("checks: {}", if ok { "ok" } else { "FAILED" });
+    Ok(ok)
 }

@@ -211,6 +211,17 @@ impl IpText {
 }
 
 /// Lowercase hex of a 128-bit id.
+/// The id of the event a raw record becomes: XXH3-128 of the record's bytes
+/// seeded with its format, as 32 lowercase hex digits. The same record always
+/// gets the same id, so a replayed record can be de-duplicated downstream.
+pub fn event_id(format: Format, raw: &[u8]) -> String {
+    Hex32::new(event_hash(format, raw)).as_str().to_owned()
+}
+
+fn event_hash(format: Format, raw: &[u8]) -> u128 {
+    xxh3_128_with_seed(raw, format as u64)
+}
+
 struct Hex32([u8; 32]);
 
 impl Hex32 {
@@ -242,7 +253,7 @@ impl Emitter {
         ip: Option<&str>,
         blocked: bool,
     ) {
-        let id = Hex32::new(xxh3_128_with_seed(raw, self.format as u64));
+        let id = Hex32::new(event_hash(self.format, raw));
         let ip = ip.map(str::trim);
         let addr: Option<IpAddr> = ip.and_then(|s| s.parse().ok());
         // std accepts only the canonical IPv4 form (no leading zeros), so a

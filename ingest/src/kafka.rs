@@ -1,0 +1,908 @@
+//! A Kafka topic read through a consumer group, at least once.
+//!
+//! One consumer per `[[source]]` reads one topic. Records are collected per
+//! partition into a [`Batch`] (one buffer, positions `topic/partition@offset`),
+//! which goes out when it reaches `batch_bytes` or is `linger_ms` old. The
+//! partition's offsets are committed only when the batch's [`Ack`] resolves
+//! delivered, that is, when every sink holding its records has made them
+//! durable, and in order: offset N is committed only once every batch below N
+//! is delivered too. Auto commit and auto offset store are always off.
+//!
+//! Backpressure: when the pipeline's queue is full the source waits for room
+//! (librdkafka's prefetch queue, bounded by `queued.max.messages.kbytes`,
+//! fills meanwhile and then fetching stops); when it stays full for a second
+//! the source pauses every assigned partition and keeps polling, so the group
+//! still sees it alive, until the queue drains. What it holds meanwhile is
+//! that prefetch queue plus one batch per partition.
+//!
+//! Rebalances are cooperative (`cooperative-sticky`). Before partitions go,
+//! the offsets already delivered are committed synchronously; records of
+//! theirs still in flight are left uncommitted and the partition's next owner
+//! reads them again (at least once: duplicates, never gaps).
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use crossbeam_channel::{SendTimeoutError, Sender};
+use metrics::{counter, gauge, histogram};
+use rdkafka::config::RDKafkaLogLevel;
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
+use rdkafka::error::{KafkaError, KafkaResult, RDKafkaErrorCode};
+use rdkafka::message::Message as _;
+use rdkafka::{ClientConfig, ClientContext, Offset, Statistics, TopicPartitionList};
+use serde::Deserialize;
+
+use crate::file::ReadStats;
+use crate::{Ack, AckStatus, AckWaiter, Batch, Format, Origin, Record, SourceError};
+
+/// `[[source]] type = "kafka"`: one topic, read by a consumer group.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KafkaConfig {
+    /// Format of every record: `waf`, `falco` or `app`.
+    pub format: Format,
+    /// Bootstrap brokers, `host:port[,host:port...]`.
+    pub brokers: String,
+    /// The topic to read.
+    pub topic: String,
+    /// The consumer group; every pipeline of one deployment shares it.
+    pub group: String,
+    /// Where a group with no committed offset starts: `earliest` (default:
+    /// nothing retained is skipped) or `latest`.
+    #[serde(default)]
+    pub start: StartAt,
+    /// Bytes collected per partition before a batch goes out (default 2 MiB).
+    #[serde(default = "crate::file::default_batch_bytes")]
+    pub batch_bytes: usize,
+    /// A partition's batch goes out after this many milliseconds even when
+    /// small (default 200), bounding latency on quiet topics.
+    #[serde(default = "default_linger_ms")]
+    pub linger_ms: u64,
+    /// Longest record accepted (default 1 MiB); longer ones go to the
+    /// dead-letter output holding their first `max_record_bytes`.
+    #[serde(default = "crate::file::default_max_record_bytes")]
+    pub max_record_bytes: usize,
+    /// librdkafka properties passed through as they are: TLS
+    /// (`security.protocol`, `ssl.*`), SASL (`sasl.*`), timeouts, fetch sizes.
+    #[serde(default)]
+    pub kafka_options: BTreeMap<String, OptionValue>,
+}
+
+/// `start`: where a new consumer group begins reading.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StartAt {
+    /// The oldest retained record.
+    #[default]
+    Earliest,
+    /// Only records produced from now on.
+    Latest,
+}
+
+/// A librdkafka property value: TOML strings, integers and booleans all work.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(untagged)]
+pub enum OptionValue {
+    /// `"SASL_SSL"`.
+    Text(String),
+    /// `45000`.
+    Integer(i64),
+    /// `true`.
+    Flag(bool),
+}
+
+impl std::fmt::Display for OptionValue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            OptionValue::Text(s) => f.write_str(s),
+            OptionValue::Integer(n) => write!(f, "{n}"),
+            OptionValue::Flag(b) => write!(f, "{b}"),
+        }
+    }
+}
+
+fn default_linger_ms() -> u64 {
+    200
+}
+
+/// Properties seclake sets itself, and the key to use instead.
+const MANAGED: [(&str, &str); 6] = [
+    ("bootstrap.servers", "use `brokers`"),
+    ("group.id", "use `group`"),
+    ("auto.offset.reset", "use `start`"),
+    (
+        "enable.auto.commit",
+        "seclake commits offsets itself, once the sinks have the records",
+    ),
+    (
+        "enable.auto.offset.store",
+        "seclake stores offsets itself, once the sinks have the records",
+    ),
+    ("enable.partition.eof", "seclake sets it when it needs it"),
+];
+
+/// How long start-up waits for the topic's metadata.
+const METADATA_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a poll waits for a message when nothing else is due.
+const POLL: Duration = Duration::from_millis(100);
+/// Messages taken per round between housekeeping (batch hand-over,
+/// linger, commits).
+const ROUND: usize = 4096;
+/// How long the source waits for room in the pipeline before it pauses its
+/// partitions. Short waits are the normal rhythm of a busy pipeline, and
+/// meanwhile librdkafka keeps prefetching into its bounded queue; pausing
+/// drops that queue (it is fetched again on resume), so it is kept for a
+/// sink that is really stalled. A second is far below the group's poll
+/// deadline (`max.poll.interval.ms`, 5 minutes).
+const STALL: Duration = Duration::from_secs(1);
+/// An asynchronous commit not answered within this long is sent again.
+const COMMIT_RETRY: Duration = Duration::from_secs(5);
+
+/// A config problem: the key below the source (e.g. `kafka_options."group.id"`)
+/// and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KafkaConfigError {
+    /// The key, relative to the `[[source]]` entry.
+    pub key: String,
+    /// What is wrong and what to do.
+    pub message: String,
+}
+
+impl KafkaConfig {
+    /// Checks what serde cannot: no managed property in `kafka_options`, and
+    /// every property one librdkafka accepts. Connects to nothing.
+    pub fn check(&self) -> Result<(), KafkaConfigError> {
+        let error = |key: String, message: String| KafkaConfigError { key, message };
+        for (name, why) in MANAGED {
+            if self.kafka_options.contains_key(name) {
+                return Err(error(
+                    format!("kafka_options.\"{name}\""),
+                    format!("set by seclake: {why}"),
+                ));
+            }
+        }
+        for (key, value) in [
+            ("brokers", &self.brokers),
+            ("topic", &self.topic),
+            ("group", &self.group),
+        ] {
+            if value.trim().is_empty() {
+                return Err(error(key.to_owned(), "must not be empty".to_owned()));
+            }
+        }
+        if self.batch_bytes == 0 {
+            return Err(error(
+                "batch_bytes".to_owned(),
+                "must be at least 1".to_owned(),
+            ));
+        }
+        match self.client_config(false).create_native_config() {
+            Err(KafkaError::ClientConfig(_, description, key, _)) => Err(error(
+                format!("kafka_options.\"{key}\""),
+                format!("librdkafka refuses it: {description}"),
+            )),
+            Err(e) => Err(error("kafka_options".to_owned(), e.to_string())),
+            Ok(_) => Ok(()),
+        }
+    }
+
+    /// The consumer's librdkafka properties: the pass-through ones, then
+    /// those seclake manages.
+    fn client_config(&self, until_caught_up: bool) -> ClientConfig {
+        let mut config = ClientConfig::new();
+        config
+            .set("statistics.interval.ms", "5000")
+            .set("partition.assignment.strategy", "cooperative-sticky")
+            // librdkafka stops fetching a partition for this long once its
+            // prefetch queue is over `queued.max.messages.kbytes` (default
+            // 1 s): at 2 KiB a record that queue drains in a fraction of
+            // that, and the source then idles. Fetch again soon instead.
+            .set("fetch.queue.backoff.ms", "10");
+        for (key, value) in &self.kafka_options {
+            config.set(key, value.to_string());
+        }
+        let reset = match self.start {
+            StartAt::Earliest => "earliest",
+            StartAt::Latest => "latest",
+        };
+        config
+            .set("bootstrap.servers", &self.brokers)
+            .set("group.id", &self.group)
+            .set("auto.offset.reset", reset)
+            .set("enable.auto.commit", "false")
+            .set("enable.auto.offset.store", "false")
+            .set("enable.partition.eof", until_caught_up.to_string())
+            .set_log_level(RDKafkaLogLevel::Warning);
+        config
+    }
+
+    /// Reads the topic, handing batches to `tx`, until `shutdown` is set (or,
+    /// with `until_caught_up`, until every assigned partition is read to its
+    /// end). Everything collected is then handed over, and the returned
+    /// [`KafkaCommitter`] commits what the sinks acknowledge once the pipeline
+    /// has drained.
+    pub fn run(
+        &self,
+        tx: &Sender<Batch>,
+        shutdown: &AtomicBool,
+        until_caught_up: bool,
+    ) -> Result<(ReadStats, KafkaCommitter), SourceError> {
+        let failed = |message: String| SourceError::Kafka {
+            topic: self.topic.clone(),
+            message,
+        };
+        let topic: Arc<str> = self.topic.as_str().into();
+        let context = SourceContext {
+            topic: Arc::clone(&topic),
+            state: Mutex::new(State::default()),
+        };
+        let consumer: BaseConsumer<SourceContext> = self
+            .client_config(until_caught_up)
+            .create_with_context(context)
+            .map_err(|e| failed(format!("cannot create a consumer: {e}")))?;
+        check_topic(&consumer, &self.topic, &self.brokers).map_err(failed)?;
+        consumer
+            .subscribe(&[&self.topic])
+            .map_err(|e| failed(format!("cannot subscribe: {e}")))?;
+        for name in [
+            "seclake_kafka_assigned_partitions",
+            "seclake_kafka_paused_partitions",
+        ] {
+            gauge!(name, "topic" => self.topic.clone()).set(0.0);
+        }
+
+        let mut reader = Reader {
+            config: self,
+            consumer: &consumer,
+            topic,
+            backlog: VecDeque::new(),
+            paused: false,
+            stats: ReadStats::default(),
+        };
+        reader.read(tx, shutdown, until_caught_up)?;
+        reader.drain(tx)?;
+        let stats = reader.stats;
+        Ok((stats, KafkaCommitter { consumer }))
+    }
+}
+
+/// Fails early, naming the fix, when the brokers can't be reached or the
+/// topic is missing (brokers here never create topics by use).
+fn check_topic(
+    consumer: &BaseConsumer<SourceContext>,
+    topic: &str,
+    brokers: &str,
+) -> Result<(), String> {
+    let metadata = consumer
+        .fetch_metadata(Some(topic), METADATA_TIMEOUT)
+        .map_err(|e| format!("cannot reach the brokers {brokers:?}: {e}"))?;
+    match metadata.topics().iter().find(|t| t.name() == topic) {
+        Some(t) if t.error().is_none() && !t.partitions().is_empty() => Ok(()),
+        Some(t)
+            if t.error().map(RDKafkaErrorCode::from)
+                == Some(RDKafkaErrorCode::UnknownTopicOrPartition) =>
+        {
+            Err(format!(
+                "topic {topic:?} does not exist on {brokers:?}: create it \
+                 (`seclake replay --partitions N` creates it when it sends)"
+            ))
+        }
+        Some(t) => Err(format!(
+            "topic {topic:?}: {:?}",
+            t.error().map(RDKafkaErrorCode::from)
+        )),
+        None => Err(format!("topic {topic:?} is not in the brokers' metadata")),
+    }
+}
+
+/// What a source still owes after it stopped reading: committing the offsets
+/// of the batches the sinks acknowledge. Keep it until the pipeline has
+/// drained (every sink closed), then call [`KafkaCommitter::commit_all`].
+pub struct KafkaCommitter {
+    consumer: BaseConsumer<SourceContext>,
+}
+
+impl std::fmt::Debug for KafkaCommitter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KafkaCommitter").finish_non_exhaustive()
+    }
+}
+
+impl KafkaCommitter {
+    /// Waits for every batch handed out, commits each partition up to its
+    /// first undelivered batch, and leaves the group. Returns how many
+    /// batches were not delivered (their offsets stay uncommitted).
+    pub fn commit_all(self) -> u64 {
+        let context = self.consumer.context();
+        let mut state = context.lock();
+        let mut undelivered = 0;
+        for partition in state.partitions.values_mut() {
+            for inflight in partition.inflight.drain(..) {
+                match inflight.waiter.wait_blocking() {
+                    AckStatus::Delivered if !partition.failed => {
+                        partition.acked = partition.acked.max(inflight.next_offset);
+                        histogram!("seclake_kafka_commit_latency_seconds", "topic" => context.topic.to_string())
+                            .record(inflight.sent.elapsed().as_secs_f64());
+                    }
+                    AckStatus::Delivered => {}
+                    AckStatus::Failed => {
+                        partition.failed = true;
+                        undelivered += 1;
+                    }
+                }
+            }
+        }
+        if let Err(e) = commit(&self.consumer, &context.topic, &mut state, CommitMode::Sync) {
+            tracing::error!(topic = %context.topic, "final offset commit failed: {e}");
+        }
+        drop(state);
+        // Dropping the consumer leaves the group; the revoke that follows
+        // finds nothing left to commit.
+        undelivered
+    }
+}
+
+/// One partition's records in the making, and its batches awaiting acks.
+#[derive(Debug)]
+struct PartitionState {
+    /// Set at assignment: batches of an earlier assignment are stale.
+    generation: u64,
+    building: Building,
+    /// Handed-out batches, oldest first.
+    inflight: VecDeque<InFlight>,
+    /// The offset after the last delivered batch (what to commit).
+    acked: i64,
+    /// The offset last committed (or being committed).
+    committed: i64,
+    /// Read to its end (only with `until_caught_up`).
+    eof: bool,
+    /// A batch was not delivered: nothing more is committed.
+    failed: bool,
+}
+
+#[derive(Debug)]
+struct InFlight {
+    next_offset: i64,
+    waiter: AckWaiter,
+    sent: Instant,
+}
+
+/// Records of one partition not yet handed out.
+#[derive(Debug, Default)]
+struct Building {
+    data: Vec<u8>,
+    records: Vec<Record>,
+    keys: Vec<Option<(u32, u32)>>,
+    since: Option<Instant>,
+    last_offset: i64,
+}
+
+/// State shared between the read loop and the rebalance and commit
+/// callbacks; both run on the source's thread, inside `poll`.
+#[derive(Debug, Default)]
+struct State {
+    partitions: HashMap<i32, PartitionState>,
+    next_generation: u64,
+    /// Partitions are paused (the pipeline is full); new ones are paused
+    /// at assignment too.
+    paused: bool,
+    /// An asynchronous commit is out, sent at this instant.
+    commit_sent: Option<Instant>,
+}
+
+struct SourceContext {
+    topic: Arc<str>,
+    state: Mutex<State>,
+}
+
+impl SourceContext {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+impl ClientContext for SourceContext {
+    fn log(&self, level: RDKafkaLogLevel, facility: &str, message: &str) {
+        match level {
+            RDKafkaLogLevel::Emerg
+            | RDKafkaLogLevel::Alert
+            | RDKafkaLogLevel::Critical
+            | RDKafkaLogLevel::Error => {
+                tracing::error!(topic = %self.topic, facility, "librdkafka: {message}");
+            }
+            RDKafkaLogLevel::Warning => {
+                tracing::warn!(topic = %self.topic, facility, "librdkafka: {message}");
+            }
+            _ => tracing::debug!(topic = %self.topic, facility, "librdkafka: {message}"),
+        }
+    }
+
+    fn error(&self, error: KafkaError, reason: &str) {
+        // Reaching a partition's end is news only to `until_caught_up`,
+        // which sees it through `poll`.
+        if matches!(error, KafkaError::PartitionEOF(_))
+            || reason.contains("reached end of partition")
+        {
+            return;
+        }
+        tracing::warn!(topic = %self.topic, "kafka: {error}: {reason}");
+    }
+
+    fn stats(&self, statistics: Statistics) {
+        let Some(topic) = statistics.topics.get(&*self.topic) else {
+            return;
+        };
+        for (partition, p) in &topic.partitions {
+            if *partition < 0 || p.consumer_lag < 0 {
+                continue;
+            }
+            gauge!("seclake_kafka_consumer_lag", "topic" => self.topic.to_string(), "partition" => partition.to_string())
+                .set(p.consumer_lag as f64);
+        }
+    }
+}
+
+impl ConsumerContext for SourceContext {
+    fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        let Rebalance::Revoke(revoked) = rebalance else {
+            return;
+        };
+        counter!("seclake_kafka_rebalances_total", "topic" => self.topic.to_string(), "kind" => "revoke")
+            .increment(1);
+        let mut state = self.lock();
+        let mut leaving = State::default();
+        for element in revoked.elements_for_topic(&self.topic) {
+            if let Some(mut partition) = state.partitions.remove(&element.partition()) {
+                settle(&self.topic, &mut partition);
+                leaving.partitions.insert(element.partition(), partition);
+            }
+        }
+        // What the sinks already have is committed before the partitions
+        // go; what they don't is read again by the next owner.
+        if let Err(e) = commit(consumer, &self.topic, &mut leaving, CommitMode::Sync) {
+            tracing::warn!(topic = %self.topic, "commit on revoke failed: {e}");
+        }
+        tracing::info!(topic = %self.topic, partitions = ?leaving.partitions.keys().collect::<Vec<_>>(), "partitions revoked");
+        gauge!("seclake_kafka_assigned_partitions", "topic" => self.topic.to_string())
+            .set(state.partitions.len() as f64);
+    }
+
+    fn post_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        let Rebalance::Assign(assigned) = rebalance else {
+            return;
+        };
+        counter!("seclake_kafka_rebalances_total", "topic" => self.topic.to_string(), "kind" => "assign")
+            .increment(1);
+        let mut state = self.lock();
+        let mut added = TopicPartitionList::new();
+        for element in assigned.elements_for_topic(&self.topic) {
+            state.next_generation += 1;
+            let generation = state.next_generation;
+            state.partitions.insert(
+                element.partition(),
+                PartitionState {
+                    generation,
+                    building: Building::default(),
+                    inflight: VecDeque::new(),
+                    acked: -1,
+                    committed: -1,
+                    eof: false,
+                    failed: false,
+                },
+            );
+            added.add_partition(&self.topic, element.partition());
+        }
+        if state.paused
+            && added.count() > 0
+            && let Err(e) = consumer.pause(&added)
+        {
+            tracing::warn!(topic = %self.topic, "cannot pause new partitions: {e}");
+        }
+        tracing::info!(topic = %self.topic, partitions = ?added.elements().iter().map(|e| e.partition()).collect::<Vec<_>>(), "partitions assigned");
+        gauge!("seclake_kafka_assigned_partitions", "topic" => self.topic.to_string())
+            .set(state.partitions.len() as f64);
+    }
+
+    fn commit_callback(&self, result: KafkaResult<()>, offsets: &TopicPartitionList) {
+        let mut state = self.lock();
+        state.commit_sent = None;
+        match result {
+            Ok(()) => {
+                for element in offsets.elements_for_topic(&self.topic) {
+                    if let (Some(partition), Offset::Offset(offset)) = (
+                        state.partitions.get_mut(&element.partition()),
+                        element.offset(),
+                    ) {
+                        partition.committed = partition.committed.max(offset);
+                    }
+                }
+            }
+            // Kept uncommitted; the next round sends the offsets again.
+            Err(e) => {
+                counter!("seclake_kafka_commit_failures_total", "topic" => self.topic.to_string())
+                    .increment(1);
+                tracing::warn!(topic = %self.topic, "offset commit failed: {e}");
+            }
+        }
+    }
+}
+
+/// Moves a partition's delivered batches, oldest first, into `acked`.
+fn settle(topic: &str, partition: &mut PartitionState) {
+    while let Some(front) = partition.inflight.front_mut() {
+        match front.waiter.try_status() {
+            None => break,
+            Some(AckStatus::Failed) => {
+                // The pipeline is stopping; never commit past this batch.
+                partition.failed = true;
+                break;
+            }
+            Some(AckStatus::Delivered) if partition.failed => break,
+            Some(AckStatus::Delivered) => {
+                partition.acked = front.next_offset;
+                histogram!("seclake_kafka_commit_latency_seconds", "topic" => topic.to_owned())
+                    .record(front.sent.elapsed().as_secs_f64());
+                partition.inflight.pop_front();
+            }
+        }
+    }
+}
+
+/// Commits every partition whose delivered offset is past its committed one.
+fn commit(
+    consumer: &BaseConsumer<SourceContext>,
+    topic: &str,
+    state: &mut State,
+    mode: CommitMode,
+) -> KafkaResult<()> {
+    let mut offsets = TopicPartitionList::new();
+    for (&partition, p) in &state.partitions {
+        if p.acked > p.committed {
+            offsets.add_partition_offset(topic, partition, Offset::Offset(p.acked))?;
+        }
+    }
+    if offsets.count() == 0 {
+        return Ok(());
+    }
+    consumer.commit(&offsets, mode)?;
+    match mode {
+        CommitMode::Sync => {
+            for p in state.partitions.values_mut() {
+                p.committed = p.committed.max(p.acked);
+            }
+        }
+        CommitMode::Async => state.commit_sent = Some(Instant::now()),
+    }
+    Ok(())
+}
+
+/// The read loop's own state.
+struct Reader<'a> {
+    config: &'a KafkaConfig,
+    consumer: &'a BaseConsumer<SourceContext>,
+    topic: Arc<str>,
+    /// Batches ready for the pipeline, with their partition and generation.
+    backlog: VecDeque<(i32, u64, Batch)>,
+    paused: bool,
+    stats: ReadStats,
+}
+
+impl Reader<'_> {
+    fn read(
+        &mut self,
+        tx: &Sender<Batch>,
+        shutdown: &AtomicBool,
+        until_caught_up: bool,
+    ) -> Result<(), SourceError> {
+        while !shutdown.load(Ordering::Relaxed) {
+            let handed = self.hand_over(tx)?;
+            self.set_paused(!handed);
+            let timeout = if self.paused {
+                Duration::from_millis(20)
+            } else {
+                POLL
+            };
+            for i in 0..ROUND {
+                let polled = self
+                    .consumer
+                    .poll(if i == 0 { timeout } else { Duration::ZERO });
+                match polled {
+                    None => break,
+                    Some(Ok(message)) => {
+                        let full = self.take(
+                            message.partition(),
+                            message.offset(),
+                            message.payload().unwrap_or_default(),
+                            message.key(),
+                        );
+                        if full {
+                            break;
+                        }
+                    }
+                    Some(Err(KafkaError::PartitionEOF(partition))) => {
+                        let mut state = self.consumer.context().lock();
+                        if let Some(p) = state.partitions.get_mut(&partition) {
+                            p.eof = true;
+                        }
+                    }
+                    Some(Err(e @ KafkaError::MessageConsumptionFatal(_))) => {
+                        return Err(SourceError::Kafka {
+                            topic: self.config.topic.clone(),
+                            message: format!("fatal consumer error: {e}"),
+                        });
+                    }
+                    // Broker restarts and the like: librdkafka reconnects.
+                    Some(Err(e)) => {
+                        tracing::warn!(topic = %self.topic, "kafka: {e}");
+                        break;
+                    }
+                }
+            }
+            self.flush(false);
+            self.commit_delivered();
+            if until_caught_up && self.caught_up() {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    /// Appends one record to its partition's batch; true when a batch was
+    /// completed (time to hand it over).
+    fn take(&mut self, partition: i32, offset: i64, payload: &[u8], key: Option<&[u8]>) -> bool {
+        let mut state = self.consumer.context().lock();
+        let Some(p) = state.partitions.get_mut(&partition) else {
+            // A message of a partition revoked in this very poll.
+            return false;
+        };
+        p.eof = false;
+        let b = &mut p.building;
+        if b.records.is_empty() {
+            b.since = Some(Instant::now());
+            b.data
+                .reserve(self.config.batch_bytes + self.config.batch_bytes / 8);
+        }
+        let truncated = payload.len() > self.config.max_record_bytes;
+        let body = &payload[..payload.len().min(self.config.max_record_bytes)];
+        let start = b.data.len();
+        b.data.extend_from_slice(body);
+        b.records.push(Record {
+            start: start as u32,
+            end: b.data.len() as u32,
+            seq: u64::try_from(offset).unwrap_or_default(),
+            truncated,
+        });
+        if let Some(key) = key {
+            let start = b.data.len();
+            b.data.extend_from_slice(key);
+            b.keys.resize(b.records.len() - 1, None);
+            b.keys.push(Some((start as u32, b.data.len() as u32)));
+        }
+        b.last_offset = offset;
+        self.stats.records += 1;
+        self.stats.bytes += body.len() as u64;
+        let full = b.data.len() >= self.config.batch_bytes;
+        drop(state);
+        if full {
+            self.complete(partition);
+        }
+        full
+    }
+
+    /// Turns a partition's collected records into a batch in the backlog.
+    fn complete(&mut self, partition: i32) {
+        let mut state = self.consumer.context().lock();
+        let Some(p) = state.partitions.get_mut(&partition) else {
+            return;
+        };
+        if p.building.records.is_empty() {
+            return;
+        }
+        let b = std::mem::take(&mut p.building);
+        let (ack, waiter) = Ack::new();
+        p.inflight.push_back(InFlight {
+            next_offset: b.last_offset + 1,
+            waiter,
+            sent: Instant::now(),
+        });
+        let generation = p.generation;
+        drop(state);
+        let topic = self.topic.to_string();
+        histogram!("seclake_kafka_batch_records", "topic" => topic.clone())
+            .record(b.records.len() as f64);
+        counter!("seclake_kafka_records_total", "topic" => topic.clone())
+            .increment(b.records.len() as u64);
+        counter!("seclake_kafka_bytes_total", "topic" => topic).increment(b.data.len() as u64);
+        self.stats.batches += 1;
+        let batch = Batch {
+            format: self.config.format,
+            origin: Origin::Kafka {
+                topic: Arc::clone(&self.topic),
+                partition,
+                keys: b.keys,
+            },
+            data: Bytes::from(b.data),
+            records: b.records,
+            ack,
+        };
+        self.backlog.push_back((partition, generation, batch));
+    }
+
+    /// Completes the batches that are old enough (`linger_ms`), or all.
+    fn flush(&mut self, all: bool) {
+        let linger = Duration::from_millis(self.config.linger_ms);
+        let due: Vec<i32> = {
+            let state = self.consumer.context().lock();
+            state
+                .partitions
+                .iter()
+                .filter(|(_, p)| {
+                    p.building
+                        .since
+                        .is_some_and(|since| all || since.elapsed() >= linger)
+                })
+                .map(|(&partition, _)| partition)
+                .collect()
+        };
+        for partition in due {
+            self.complete(partition);
+        }
+    }
+
+    /// Hands the backlog to the pipeline, waiting up to [`STALL`] for room;
+    /// false when the pipeline is still full then. Batches of partitions
+    /// revoked meanwhile are dropped (their next owner reads them).
+    fn hand_over(&mut self, tx: &Sender<Batch>) -> Result<bool, SourceError> {
+        while let Some((partition, generation, batch)) = self.backlog.pop_front() {
+            if !self.current(partition, generation) {
+                batch.ack.fail();
+                continue;
+            }
+            match tx.send_timeout(batch, STALL) {
+                Ok(()) => {}
+                Err(SendTimeoutError::Timeout(batch)) => {
+                    self.backlog.push_front((partition, generation, batch));
+                    return Ok(false);
+                }
+                Err(SendTimeoutError::Disconnected(_)) => return Err(SourceError::Closed),
+            }
+        }
+        Ok(true)
+    }
+
+    fn current(&self, partition: i32, generation: u64) -> bool {
+        let state = self.consumer.context().lock();
+        state
+            .partitions
+            .get(&partition)
+            .is_some_and(|p| p.generation == generation)
+    }
+
+    /// Pauses every assigned partition while the pipeline is full, and
+    /// resumes them once it takes batches again.
+    fn set_paused(&mut self, paused: bool) {
+        if paused == self.paused {
+            return;
+        }
+        let mut state = self.consumer.context().lock();
+        state.paused = paused;
+        let mut assigned = TopicPartitionList::new();
+        for &partition in state.partitions.keys() {
+            assigned.add_partition(&self.topic, partition);
+        }
+        drop(state);
+        let done = if paused {
+            self.consumer.pause(&assigned)
+        } else {
+            self.consumer.resume(&assigned)
+        };
+        if let Err(e) = done {
+            tracing::warn!(topic = %self.topic, paused, "kafka pause/resume: {e}");
+        }
+        self.paused = paused;
+        let count = if paused { assigned.count() } else { 0 };
+        gauge!("seclake_kafka_paused_partitions", "topic" => self.topic.to_string())
+            .set(count as f64);
+    }
+
+    /// Settles every partition's delivered batches and commits their offsets
+    /// asynchronously.
+    fn commit_delivered(&mut self) {
+        let mut state = self.consumer.context().lock();
+        for p in state.partitions.values_mut() {
+            settle(&self.topic, p);
+        }
+        if state
+            .commit_sent
+            .is_some_and(|sent| sent.elapsed() < COMMIT_RETRY)
+        {
+            return;
+        }
+        if let Err(e) = commit(self.consumer, &self.topic, &mut state, CommitMode::Async) {
+            tracing::warn!(topic = %self.topic, "offset commit failed: {e}");
+        }
+    }
+
+    /// Every assigned partition is read to its end and handed out.
+    fn caught_up(&self) -> bool {
+        let state = self.consumer.context().lock();
+        !state.partitions.is_empty()
+            && self.backlog.is_empty()
+            && state
+                .partitions
+                .values()
+                .all(|p| p.eof && p.building.records.is_empty())
+    }
+
+    /// Hands everything collected to the pipeline, waiting for room: the
+    /// source is stopping, so nothing more is polled.
+    fn drain(&mut self, tx: &Sender<Batch>) -> Result<(), SourceError> {
+        self.flush(true);
+        while let Some((partition, generation, batch)) = self.backlog.pop_front() {
+            if !self.current(partition, generation) {
+                batch.ack.fail();
+                continue;
+            }
+            tx.send(batch).map_err(|_| SourceError::Closed)?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(options: &[(&str, OptionValue)]) -> KafkaConfig {
+        KafkaConfig {
+            format: Format::Falco,
+            brokers: "127.0.0.1:9092".into(),
+            topic: "falco-events".into(),
+            group: "seclake".into(),
+            start: StartAt::Earliest,
+            batch_bytes: 1 << 20,
+            linger_ms: 200,
+            max_record_bytes: 1 << 20,
+            kafka_options: options
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), v.clone()))
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn pass_through_options_of_every_type_are_accepted() {
+        let cfg = config(&[
+            ("security.protocol", OptionValue::Text("SASL_SSL".into())),
+            ("sasl.mechanism", OptionValue::Text("SCRAM-SHA-512".into())),
+            ("session.timeout.ms", OptionValue::Integer(45_000)),
+            ("check.crcs", OptionValue::Flag(true)),
+        ]);
+        assert_eq!(cfg.check(), Ok(()));
+        let client = cfg.client_config(false);
+        assert_eq!(client.get("session.timeout.ms"), Some("45000"));
+        assert_eq!(client.get("enable.auto.commit"), Some("false"));
+        assert_eq!(client.get("auto.offset.reset"), Some("earliest"));
+    }
+
+    #[test]
+    fn managed_properties_are_refused_naming_the_key() {
+        let err = config(&[("enable.auto.commit", OptionValue::Flag(true))])
+            .check()
+            .unwrap_err();
+        assert_eq!(err.key, "kafka_options.\"enable.auto.commit\"");
+        assert!(err.message.contains("commits offsets itself"), "{err:?}");
+    }
+
+    #[test]
+    fn properties_librdkafka_does_not_know_are_refused_naming_the_key() {
+        let err = config(&[("sesion.timeout.ms", OptionValue::Integer(1))])
+            .check()
+            .unwrap_err();
+        assert_eq!(err.key, "kafka_options.\"sesion.timeout.ms\"");
+        assert!(err.message.contains("librdkafka"), "{err:?}");
+    }
+}

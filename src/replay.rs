@@ -1,0 +1,274 @@
+//! `seclake replay`: NDJSON files (the generator's output among them) into a
+//! Kafka topic at a chosen rate, for tests, backfills and load tests.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, Result, anyhow, bail};
+use rdkafka::ClientContext;
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::config::ClientConfig;
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::DeliveryResult;
+use rdkafka::producer::{BaseRecord, Producer as _, ProducerContext, ThreadedProducer};
+use seclake_ingest::file::LineReader;
+use serde::Serialize;
+
+/// What to send where.
+#[derive(Debug, Clone)]
+pub struct ReplayOptions {
+    /// Bootstrap brokers.
+    pub brokers: String,
+    /// The topic; created with `partitions` when missing.
+    pub topic: String,
+    /// Partitions of a topic this creates.
+    pub partitions: i32,
+    /// Replication factor of a topic this creates.
+    pub replication: i32,
+    /// Records per second; `None` sends as fast as the broker takes them.
+    pub rate: Option<f64>,
+    /// NDJSON files, plain or `.gz`, sent in this order, line by line.
+    pub files: Vec<PathBuf>,
+    /// librdkafka producer properties (TLS, SASL, compression, ...).
+    pub producer_options: Vec<(String, String)>,
+    /// Show a progress bar.
+    pub progress: bool,
+}
+
+/// What a replay sent.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct ReplayReport {
+    /// Records the broker acknowledged.
+    pub records: u64,
+    /// Their payload bytes.
+    pub bytes: u64,
+    /// Records the broker refused or that timed out.
+    pub failed: u64,
+    /// The topic's partition count.
+    pub partitions: i32,
+    /// The topic was created by this replay.
+    pub created_topic: bool,
+    /// Wall time in seconds.
+    pub seconds: f64,
+}
+
+/// Parses `50000/s`, `50k/s`, `2M` or `50000` as records per second.
+pub fn parse_rate(text: &str) -> Result<f64, String> {
+    let number = text.trim().trim_end_matches("/s");
+    let (digits, scale) = match number.as_bytes().last() {
+        Some(b'k' | b'K') => (&number[..number.len() - 1], 1e3),
+        Some(b'm' | b'M') => (&number[..number.len() - 1], 1e6),
+        _ => (number, 1.0),
+    };
+    match digits.parse::<f64>() {
+        Ok(n) if n.is_finite() && n > 0.0 => Ok(n * scale),
+        _ => Err(format!(
+            "{text:?} is not a rate: write records per second, e.g. 50000/s or 50k/s"
+        )),
+    }
+}
+
+/// Counts what the broker acknowledged, from librdkafka's delivery reports.
+#[derive(Default)]
+struct Deliveries {
+    delivered: AtomicU64,
+    delivered_bytes: AtomicU64,
+    failed: AtomicU64,
+    first_error: Mutex<Option<String>>,
+}
+
+impl ClientContext for Deliveries {}
+
+impl ProducerContext for Deliveries {
+    type DeliveryOpaque = ();
+
+    fn delivery(&self, result: &DeliveryResult<'_>, (): ()) {
+        match result {
+            Ok(message) => {
+                self.delivered.fetch_add(1, Ordering::Relaxed);
+                let bytes = message.payload_len() as u64;
+                self.delivered_bytes.fetch_add(bytes, Ordering::Relaxed);
+            }
+            Err((error, _)) => {
+                self.failed.fetch_add(1, Ordering::Relaxed);
+                let mut first = self.first_error.lock().unwrap_or_else(|e| e.into_inner());
+                first.get_or_insert_with(|| error.to_string());
+            }
+        }
+    }
+}
+
+/// Sends every line of the files, paced to `rate`, and waits until the
+/// broker has acknowledged (or refused) each.
+pub fn replay(opts: &ReplayOptions) -> Result<ReplayReport> {
+    let started = Instant::now();
+    let (partitions, created_topic) = ensure_topic(opts)?;
+    let mut config = ClientConfig::new();
+    config
+        .set("acks", "all")
+        .set("enable.idempotence", "true")
+        .set("linger.ms", "20")
+        .set("batch.size", "1000000")
+        .set("compression.type", "lz4");
+    for (key, value) in &opts.producer_options {
+        config.set(key, value);
+    }
+    config.set("bootstrap.servers", &opts.brokers);
+    let producer: ThreadedProducer<Deliveries> = config
+        .create_with_context(Deliveries::default())
+        .context("creating the Kafka producer")?;
+
+    let bar = opts.progress.then(|| {
+        let bar = indicatif::ProgressBar::new_spinner();
+        bar.set_style(
+            indicatif::ProgressStyle::with_template(
+                "{spinner} {elapsed_precise} {human_pos} records ({per_sec}) {msg}",
+            )
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner()),
+        );
+        bar
+    });
+    let mut sent = 0u64;
+    let pace = Instant::now();
+    for path in &opts.files {
+        let input = seclake_ingest::file::open(path)
+            .with_context(|| format!("opening {}", path.display()))?;
+        let origin: Arc<str> = path.to_string_lossy().into();
+        // Lines go as they are: the broker's own size limit decides.
+        let mut lines = LineReader::new(input, origin, 1 << 20, usize::MAX >> 1);
+        if let Some(bar) = &bar {
+            bar.set_message(path.display().to_string());
+        }
+        while let Some((data, records)) = lines
+            .next_batch()
+            .with_context(|| format!("reading {}", path.display()))?
+        {
+            for record in &records {
+                let payload = &data[record.start as usize..record.end as usize];
+                send(&producer, &opts.topic, payload)?;
+                sent += 1;
+                if let Some(rate) = opts.rate
+                    && sent.is_multiple_of(64)
+                {
+                    let due = Duration::from_secs_f64(sent as f64 / rate);
+                    if let Some(ahead) = due.checked_sub(pace.elapsed()) {
+                        std::thread::sleep(ahead);
+                    }
+                }
+            }
+            if let Some(bar) = &bar {
+                bar.set_position(sent);
+            }
+        }
+    }
+    producer
+        .flush(Duration::from_secs(120))
+        .context("waiting for the broker to acknowledge every record")?;
+    if let Some(bar) = &bar {
+        bar.finish_and_clear();
+    }
+    let deliveries = producer.context();
+    let failed = deliveries.failed.load(Ordering::Relaxed);
+    if failed > 0 {
+        let first = deliveries
+            .first_error
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+            .unwrap_or_default();
+        tracing::error!("{failed} records were not delivered; the first because: {first}");
+    }
+    Ok(ReplayReport {
+        records: deliveries.delivered.load(Ordering::Relaxed),
+        bytes: deliveries.delivered_bytes.load(Ordering::Relaxed),
+        failed,
+        partitions,
+        created_topic,
+        seconds: started.elapsed().as_secs_f64(),
+    })
+}
+
+/// Hands one record to the producer, waiting while its queue is full.
+fn send(producer: &ThreadedProducer<Deliveries>, topic: &str, payload: &[u8]) -> Result<()> {
+    let mut record = BaseRecord::<(), [u8]>::to(topic).payload(payload);
+    loop {
+        match producer.send(record) {
+            Ok(()) => return Ok(()),
+            Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
+                // The producer's own thread drains the queue meanwhile.
+                record = back;
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            Err((e, _)) => bail!("producing to {topic:?}: {e}"),
+        }
+    }
+}
+
+/// The topic's partition count, creating the topic when it is missing.
+fn ensure_topic(opts: &ReplayOptions) -> Result<(i32, bool)> {
+    let mut config = ClientConfig::new();
+    for (key, value) in &opts.producer_options {
+        config.set(key, value);
+    }
+    config.set("bootstrap.servers", &opts.brokers);
+    let admin: AdminClient<DefaultClientContext> =
+        config.create().context("creating the Kafka admin client")?;
+    let partitions = |admin: &AdminClient<DefaultClientContext>| -> Result<Option<i32>> {
+        let metadata = admin
+            .inner()
+            .fetch_metadata(Some(&opts.topic), Duration::from_secs(30))
+            .with_context(|| format!("cannot reach the brokers {:?}", opts.brokers))?;
+        Ok(metadata
+            .topics()
+            .iter()
+            .find(|t| t.name() == opts.topic && t.error().is_none())
+            .map(|t| t.partitions().len() as i32))
+    };
+    if let Some(n) = partitions(&admin)? {
+        return Ok((n, false));
+    }
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let topic = NewTopic::new(
+        &opts.topic,
+        opts.partitions,
+        TopicReplication::Fixed(opts.replication),
+    );
+    let results = rt
+        .block_on(admin.create_topics(
+            [&topic],
+            &AdminOptions::new().operation_timeout(Some(Duration::from_secs(30))),
+        ))
+        .context("creating the topic")?;
+    let mut created = false;
+    for result in results {
+        match result {
+            Ok(_) => created = true,
+            Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+            Err((name, code)) => return Err(anyhow!("creating topic {name:?}: {code}")),
+        }
+    }
+    let n = partitions(&admin)?.unwrap_or(opts.partitions);
+    Ok((n, created))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rates_read_as_records_per_second() {
+        assert_eq!(parse_rate("50000/s"), Ok(50_000.0));
+        assert_eq!(parse_rate("50k/s"), Ok(50_000.0));
+        assert_eq!(parse_rate("2M"), Ok(2_000_000.0));
+        assert_eq!(parse_rate("750"), Ok(750.0));
+        for bad in ["", "fast", "0/s", "-5/s", "1/min"] {
+            assert!(parse_rate(bad).is_err(), "{bad}");
+        }
+    }
+}
