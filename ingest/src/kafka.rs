@@ -28,6 +28,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use crossbeam_channel::{SendTimeoutError, Sender};
 use metrics::{counter, gauge, histogram};
+use rdkafka::client::OAuthToken;
 use rdkafka::config::RDKafkaLogLevel;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
 use rdkafka::error::{KafkaError, KafkaResult, RDKafkaErrorCode};
@@ -36,6 +37,8 @@ use rdkafka::{ClientConfig, ClientContext, Offset, Statistics, TopicPartitionLis
 use serde::Deserialize;
 
 use crate::file::ReadStats;
+
+mod msk_iam;
 use crate::{Ack, AckStatus, AckWaiter, Batch, Format, Origin, Record, SourceError};
 
 /// `[[source]] type = "kafka"`: one topic, read by a consumer group.
@@ -69,6 +72,11 @@ pub struct KafkaConfig {
     /// (`security.protocol`, `ssl.*`), SASL (`sasl.*`), timeouts, fetch sizes.
     #[serde(default)]
     pub kafka_options: BTreeMap<String, OptionValue>,
+    /// Amazon MSK with IAM access control: the cluster's region. seclake
+    /// then signs SASL/OAUTHBEARER tokens with credentials from the standard
+    /// AWS chain and sets `security.protocol = "SASL_SSL"` and
+    /// `sasl.mechanism = "OAUTHBEARER"`.
+    pub msk_iam_region: Option<String>,
 }
 
 /// `start`: where a new consumer group begins reading.
@@ -173,6 +181,16 @@ impl KafkaConfig {
                 return Err(error(key.to_owned(), "must not be empty".to_owned()));
             }
         }
+        if self
+            .msk_iam_region
+            .as_deref()
+            .is_some_and(|r| r.trim().is_empty())
+        {
+            return Err(error(
+                "msk_iam_region".to_owned(),
+                "must name the cluster's region, e.g. \"eu-west-1\"".to_owned(),
+            ));
+        }
         if self.batch_bytes == 0 {
             return Err(error(
                 "batch_bytes".to_owned(),
@@ -216,6 +234,11 @@ impl KafkaConfig {
             .set("enable.auto.offset.store", "false")
             .set("enable.partition.eof", until_caught_up.to_string())
             .set_log_level(RDKafkaLogLevel::Warning);
+        if self.msk_iam_region.is_some() {
+            config
+                .set("security.protocol", "SASL_SSL")
+                .set("sasl.mechanism", "OAUTHBEARER");
+        }
         config
     }
 
@@ -230,6 +253,35 @@ impl KafkaConfig {
         shutdown: &AtomicBool,
         until_caught_up: bool,
     ) -> Result<(ReadStats, KafkaCommitter), SourceError> {
+        match &self.msk_iam_region {
+            Some(region) => {
+                let signer =
+                    msk_iam::Signer::new(region).map_err(|message| SourceError::Kafka {
+                        topic: self.topic.clone(),
+                        message,
+                    })?;
+                let (stats, consumer) =
+                    self.run_with::<true>(tx, shutdown, until_caught_up, Some(signer))?;
+                Ok((stats, KafkaCommitter(Committer::MskIam(consumer))))
+            }
+            None => {
+                let (stats, consumer) =
+                    self.run_with::<false>(tx, shutdown, until_caught_up, None)?;
+                Ok((stats, KafkaCommitter(Committer::Plain(consumer))))
+            }
+        }
+    }
+
+    /// [`KafkaConfig::run`] with a consumer whose context signs MSK IAM
+    /// tokens (`MSK_IAM`) or does not: librdkafka's own OAUTHBEARER methods
+    /// (OIDC) work only without a token callback.
+    fn run_with<const MSK_IAM: bool>(
+        &self,
+        tx: &Sender<Batch>,
+        shutdown: &AtomicBool,
+        until_caught_up: bool,
+        signer: Option<msk_iam::Signer>,
+    ) -> Result<(ReadStats, BaseConsumer<SourceContext<MSK_IAM>>), SourceError> {
         let failed = |message: String| SourceError::Kafka {
             topic: self.topic.clone(),
             message,
@@ -238,8 +290,9 @@ impl KafkaConfig {
         let context = SourceContext {
             topic: Arc::clone(&topic),
             state: Mutex::new(State::default()),
+            signer,
         };
-        let consumer: BaseConsumer<SourceContext> = self
+        let consumer: BaseConsumer<SourceContext<MSK_IAM>> = self
             .client_config(until_caught_up)
             .create_with_context(context)
             .map_err(|e| failed(format!("cannot create a consumer: {e}")))?;
@@ -265,14 +318,15 @@ impl KafkaConfig {
         reader.read(tx, shutdown, until_caught_up)?;
         reader.drain(tx)?;
         let stats = reader.stats;
-        Ok((stats, KafkaCommitter { consumer }))
+        drop(reader);
+        Ok((stats, consumer))
     }
 }
 
 /// Fails early, naming the fix, when the brokers can't be reached or the
 /// topic is missing (brokers here never create topics by use).
-fn check_topic(
-    consumer: &BaseConsumer<SourceContext>,
+fn check_topic<const M: bool>(
+    consumer: &BaseConsumer<SourceContext<M>>,
     topic: &str,
     brokers: &str,
 ) -> Result<(), String> {
@@ -301,8 +355,11 @@ fn check_topic(
 /// What a source still owes after it stopped reading: committing the offsets
 /// of the batches the sinks acknowledge. Keep it until the pipeline has
 /// drained (every sink closed), then call [`KafkaCommitter::commit_all`].
-pub struct KafkaCommitter {
-    consumer: BaseConsumer<SourceContext>,
+pub struct KafkaCommitter(Committer);
+
+enum Committer {
+    Plain(BaseConsumer<SourceContext<false>>),
+    MskIam(BaseConsumer<SourceContext<true>>),
 }
 
 impl std::fmt::Debug for KafkaCommitter {
@@ -316,33 +373,39 @@ impl KafkaCommitter {
     /// first undelivered batch, and leaves the group. Returns how many
     /// batches were not delivered (their offsets stay uncommitted).
     pub fn commit_all(self) -> u64 {
-        let context = self.consumer.context();
-        let mut state = context.lock();
-        let mut undelivered = 0;
-        for partition in state.partitions.values_mut() {
-            for inflight in partition.inflight.drain(..) {
-                match inflight.waiter.wait_blocking() {
-                    AckStatus::Delivered if !partition.failed => {
-                        partition.acked = partition.acked.max(inflight.next_offset);
-                        histogram!("seclake_kafka_commit_latency_seconds", "topic" => context.topic.to_string())
+        match self.0 {
+            Committer::Plain(consumer) => commit_all(&consumer),
+            Committer::MskIam(consumer) => commit_all(&consumer),
+        }
+        // Dropping the consumer leaves the group; the revoke that follows
+        // finds nothing left to commit.
+    }
+}
+
+fn commit_all<const M: bool>(consumer: &BaseConsumer<SourceContext<M>>) -> u64 {
+    let context = consumer.context();
+    let mut state = context.lock();
+    let mut undelivered = 0;
+    for partition in state.partitions.values_mut() {
+        for inflight in partition.inflight.drain(..) {
+            match inflight.waiter.wait_blocking() {
+                AckStatus::Delivered if !partition.failed => {
+                    partition.acked = partition.acked.max(inflight.next_offset);
+                    histogram!("seclake_kafka_commit_latency_seconds", "topic" => context.topic.to_string())
                             .record(inflight.sent.elapsed().as_secs_f64());
-                    }
-                    AckStatus::Delivered => {}
-                    AckStatus::Failed => {
-                        partition.failed = true;
-                        undelivered += 1;
-                    }
+                }
+                AckStatus::Delivered => {}
+                AckStatus::Failed => {
+                    partition.failed = true;
+                    undelivered += 1;
                 }
             }
         }
-        if let Err(e) = commit(&self.consumer, &context.topic, &mut state, CommitMode::Sync) {
-            tracing::error!(topic = %context.topic, "final offset commit failed: {e}");
-        }
-        drop(state);
-        // Dropping the consumer leaves the group; the revoke that follows
-        // finds nothing left to commit.
-        undelivered
     }
+    if let Err(e) = commit(consumer, &context.topic, &mut state, CommitMode::Sync) {
+        tracing::error!(topic = %context.topic, "final offset commit failed: {e}");
+    }
+    undelivered
 }
 
 /// One partition's records in the making, and its batches awaiting acks.
@@ -393,18 +456,39 @@ struct State {
     commit_sent: Option<Instant>,
 }
 
-struct SourceContext {
+/// The consumer's callbacks; `MSK_IAM` turns on the OAUTHBEARER token
+/// callback, which replaces librdkafka's own token methods.
+struct SourceContext<const MSK_IAM: bool> {
     topic: Arc<str>,
     state: Mutex<State>,
+    signer: Option<msk_iam::Signer>,
 }
 
-impl SourceContext {
+impl<const MSK_IAM: bool> SourceContext<MSK_IAM> {
     fn lock(&self) -> MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
 
-impl ClientContext for SourceContext {
+impl<const MSK_IAM: bool> ClientContext for SourceContext<MSK_IAM> {
+    const ENABLE_REFRESH_OAUTH_TOKEN: bool = MSK_IAM;
+
+    fn generate_oauth_token(
+        &self,
+        _config: Option<&str>,
+    ) -> Result<OAuthToken, Box<dyn std::error::Error>> {
+        let signer = self
+            .signer
+            .as_ref()
+            .ok_or("OAUTHBEARER tokens are signed only with `msk_iam_region`")?;
+        let token = signer.token()?;
+        Ok(OAuthToken {
+            token: token.value,
+            principal_name: String::new(),
+            lifetime_ms: token.expires_ms,
+        })
+    }
+
     fn log(&self, level: RDKafkaLogLevel, facility: &str, message: &str) {
         match level {
             RDKafkaLogLevel::Emerg
@@ -445,7 +529,7 @@ impl ClientContext for SourceContext {
     }
 }
 
-impl ConsumerContext for SourceContext {
+impl<const MSK_IAM: bool> ConsumerContext for SourceContext<MSK_IAM> {
     fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         let Rebalance::Revoke(revoked) = rebalance else {
             return;
@@ -552,8 +636,8 @@ fn settle(topic: &str, partition: &mut PartitionState) {
 }
 
 /// Commits every partition whose delivered offset is past its committed one.
-fn commit(
-    consumer: &BaseConsumer<SourceContext>,
+fn commit<const M: bool>(
+    consumer: &BaseConsumer<SourceContext<M>>,
     topic: &str,
     state: &mut State,
     mode: CommitMode,
@@ -580,9 +664,9 @@ fn commit(
 }
 
 /// The read loop's own state.
-struct Reader<'a> {
+struct Reader<'a, const M: bool> {
     config: &'a KafkaConfig,
-    consumer: &'a BaseConsumer<SourceContext>,
+    consumer: &'a BaseConsumer<SourceContext<M>>,
     topic: Arc<str>,
     /// Batches ready for the pipeline, with their partition and generation.
     backlog: VecDeque<(i32, u64, Batch)>,
@@ -590,7 +674,7 @@ struct Reader<'a> {
     stats: ReadStats,
 }
 
-impl Reader<'_> {
+impl<const M: bool> Reader<'_, M> {
     fn read(
         &mut self,
         tx: &Sender<Batch>,
@@ -870,6 +954,7 @@ mod tests {
                 .iter()
                 .map(|(k, v)| ((*k).to_owned(), v.clone()))
                 .collect(),
+            msk_iam_region: None,
         }
     }
 
@@ -886,6 +971,18 @@ mod tests {
         assert_eq!(client.get("session.timeout.ms"), Some("45000"));
         assert_eq!(client.get("enable.auto.commit"), Some("false"));
         assert_eq!(client.get("auto.offset.reset"), Some("earliest"));
+    }
+
+    #[test]
+    fn msk_iam_sets_oauthbearer_over_tls_and_needs_a_region() {
+        let mut cfg = config(&[]);
+        cfg.msk_iam_region = Some("eu-west-1".into());
+        assert_eq!(cfg.check(), Ok(()));
+        let client = cfg.client_config(false);
+        assert_eq!(client.get("security.protocol"), Some("SASL_SSL"));
+        assert_eq!(client.get("sasl.mechanism"), Some("OAUTHBEARER"));
+        cfg.msk_iam_region = Some(" ".into());
+        assert_eq!(cfg.check().unwrap_err().key, "msk_iam_region");
     }
 
     #[test]
