@@ -55,9 +55,9 @@ pub struct LakeConfig {
     #[serde(default = "default_max_open_files")]
     pub max_open_files: usize,
     /// Hours of event time kept open per source, the newest included
-    /// (default 2); a file of an older hour is committed. Raise it when events
-    /// arrive that far out of order, as when a consumer catches up on several
-    /// Kafka partitions at once.
+    /// (default 2); a file of an older hour is committed once no write has
+    /// touched it for a while. Raise it when events arrive that far out of
+    /// order and files should stay open regardless.
     #[serde(default = "default_open_hours")]
     pub open_hours: u32,
 }
@@ -97,6 +97,14 @@ impl LakeConfig {
         }
     }
 }
+
+/// Writes after which a file of an hour left behind counts as finished. A
+/// consumer catching up on several Kafka partitions writes hours hours apart
+/// in turn; a file still written every few batches stays open instead of
+/// being committed and reopened for each (780 files instead of 24 for a
+/// day of WAF records, `benches/README.md`). Time-ordered input leaves an
+/// hour for good, and its file is committed this many writes later.
+const LEFT_BEHIND_IDLE_WRITES: u64 = 64;
 
 /// Columns whose values are (nearly) all distinct.
 const UNIQUE_COLUMNS: [&str; 6] = [
@@ -318,16 +326,21 @@ impl LakeWriter {
     }
 
     /// Commits files of hours the source has left behind (`open_hours` or more
-    /// older than its newest event's hour), then the least recently written
-    /// files while more than `max_open_files` are open. Late events reopen a
-    /// new file in their partition.
+    /// older than its newest event's hour) that no recent write touched, then
+    /// the least recently written files while more than `max_open_files` are
+    /// open. Late events reopen a new file in their partition.
     async fn close_finished(&mut self, source: Format) -> Result<(), SinkError> {
         let newest = self.newest_hour.get(&source).copied().unwrap_or(i64::MIN);
+        let writes = self.writes;
         let mut done: Vec<PartitionKey> = self
             .open
-            .keys()
-            .filter(|k| k.source == source && k.hour <= newest - self.open_hours)
-            .copied()
+            .iter()
+            .filter(|(k, f)| {
+                k.source == source
+                    && k.hour <= newest - self.open_hours
+                    && writes - f.last_write >= LEFT_BEHIND_IDLE_WRITES
+            })
+            .map(|(k, _)| *k)
             .collect();
         let excess = (self.open.len() - done.len()).saturating_sub(self.max_open_files);
         if excess > 0 {
