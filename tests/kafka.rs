@@ -21,6 +21,7 @@ use rdkafka::message::Message as _;
 use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer as _, ThreadedProducer};
 use rdkafka::{Offset, TopicPartitionList};
 use seclake_enrich::parse::event_id;
+use seclake_fixtures::services::unique_name;
 use seclake_ingest::Format;
 
 static SERIAL: Mutex<()> = Mutex::new(());
@@ -33,15 +34,6 @@ fn serial() -> std::sync::MutexGuard<'static, ()> {
 
 fn brokers() -> Option<String> {
     seclake_fixtures::services::service("kafka", "SECLAKE_KAFKA_BROKERS", "127.0.0.1:9092")
-}
-
-/// A topic and group name no earlier run used.
-fn unique(prefix: &str) -> String {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .expect("clock after 1970")
-        .as_nanos();
-    format!("{prefix}-{nanos:x}")
 }
 
 /// A valid app access-log line, distinct for every `(tag, i)`.
@@ -211,7 +203,7 @@ fn a_million_records_across_six_partitions_reach_the_lake_once_each() {
     let Some(brokers) = brokers() else { return };
     let _serial = serial();
     let dir = tempfile::tempdir().expect("tempdir");
-    let (topic, group) = (unique("million"), unique("million-group"));
+    let (topic, group) = (unique_name("million"), unique_name("million-group"));
     let input = dir.path().join("app.ndjson");
     let expected = write_app_lines(&input, &topic, 0..1_000_000);
     assert_eq!(replay(&brokers, &topic, &[&input]), 1_000_000);
@@ -235,7 +227,7 @@ fn kill_9_ten_times_while_replaying_loses_nothing() {
     let Some(brokers) = brokers() else { return };
     let _serial = serial();
     let dir = tempfile::tempdir().expect("tempdir");
-    let (topic, group) = (unique("chaos"), unique("chaos-group"));
+    let (topic, group) = (unique_name("chaos"), unique_name("chaos-group"));
     let input = dir.path().join("app.ndjson");
     let expected = write_app_lines(&input, &topic, 0..1_000_000);
     let mut replaying = replay_start(&brokers, &topic, &[&input], Some("50k/s"));
@@ -327,7 +319,7 @@ fn two_pipelines_split_the_partitions_and_a_stopped_ones_move_without_loss() {
     let Some(brokers) = brokers() else { return };
     let _serial = serial();
     let dir = tempfile::tempdir().expect("tempdir");
-    let (topic, group) = (unique("pair"), unique("pair-group"));
+    let (topic, group) = (unique_name("pair"), unique_name("pair-group"));
     let empty = dir.path().join("empty.ndjson");
     std::fs::write(&empty, "").expect("written");
     assert_eq!(replay(&brokers, &topic, &[&empty]), 0, "topic created");
@@ -411,7 +403,7 @@ fn poison_records_go_to_the_dead_letters_with_their_kafka_position() {
     .expect("generated");
     let mut topics = Vec::new();
     for file in &generated.files {
-        let topic = unique(&format!("poison-{}", file.format));
+        let topic = unique_name(&format!("poison-{}", file.format));
         let sent = replay(&brokers, &topic, &[&file.path]);
         assert_eq!(sent, file.lines);
         topics.push((file.format, topic));
@@ -449,7 +441,7 @@ fn poison_records_go_to_the_dead_letters_with_their_kafka_position() {
     producer.flush(Duration::from_secs(30)).expect("delivered");
 
     let port = free_port();
-    let group = unique("poison-group");
+    let group = unique_name("poison-group");
     let pairs: Vec<(&str, &str)> = topics.iter().map(|(f, t)| (*f, t.as_str())).collect();
     let config = config(dir.path(), &brokers, &pairs, &group, "", port);
     let text = std::fs::read_to_string(&config).expect("config");
@@ -506,7 +498,7 @@ fn poison_records_go_to_the_dead_letters_with_their_kafka_position() {
     // exactly the letter's raw bytes.
     let reader: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", &brokers)
-        .set("group.id", unique("poison-check"))
+        .set("group.id", unique_name("poison-check"))
         .set("enable.auto.commit", "false")
         .create()
         .expect("consumer");
@@ -596,7 +588,7 @@ fn a_broker_restart_mid_stream_loses_nothing() {
     let broker = PrivateBroker::start();
     let brokers = broker.brokers();
     let dir = tempfile::tempdir().expect("tempdir");
-    let (topic, group) = (unique("restart"), unique("restart-group"));
+    let (topic, group) = (unique_name("restart"), unique_name("restart-group"));
     let first = dir.path().join("first.ndjson");
     let second = dir.path().join("second.ndjson");
     let mut expected = write_app_lines(&first, &topic, 0..50_000);

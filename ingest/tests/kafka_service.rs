@@ -13,6 +13,7 @@ use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
 use rdkafka::error::RDKafkaErrorCode;
 use rdkafka::message::{Header, Headers, Message, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
+use seclake_fixtures::services::unique_name;
 
 const PARTITIONS: i32 = 3;
 const RECORDS: usize = 3_000;
@@ -44,7 +45,7 @@ async fn create_topic(admin: &AdminClient<DefaultClientContext>, topic: &str) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn records_go_round_trip_with_keys_headers_and_committed_offsets() {
     let Some(brokers) = brokers() else { return };
-    let topic = format!("seclake-test-{}", uuid_like());
+    let topic = unique_name("seclake-test");
     let admin: AdminClient<DefaultClientContext> = config(&brokers).create().unwrap();
     create_topic(&admin, &topic).await;
 
@@ -135,7 +136,7 @@ async fn records_go_round_trip_with_keys_headers_and_committed_offsets() {
 #[tokio::test]
 async fn topics_are_not_created_by_use() {
     let Some(brokers) = brokers() else { return };
-    let topic = format!("seclake-absent-{}", uuid_like());
+    let topic = unique_name("seclake-absent");
     let consumer: StreamConsumer = config(&brokers)
         .set("allow.auto.create.topics", "true")
         .create()
@@ -149,13 +150,4 @@ async fn topics_are_not_created_by_use() {
         found.error().map(RDKafkaErrorCode::from),
         Some(RDKafkaErrorCode::UnknownTopicOrPartition)
     );
-}
-
-/// A name no earlier run used.
-fn uuid_like() -> String {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos();
-    format!("{nanos:x}-{}", std::process::id())
 }

@@ -36,13 +36,7 @@ fn client() -> Option<Client> {
 #[tokio::test]
 async fn records_go_round_trip_through_every_shard() {
     let Some(kinesis) = client() else { return };
-    let stream = format!(
-        "seclake-test-{}",
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_nanos()
-    );
+    let stream = seclake_fixtures::services::unique_name("seclake-test");
     kinesis
         .create_stream()
         .stream_name(&stream)

@@ -41,13 +41,7 @@ async fn a_named_profile_is_the_only_credential_needed() {
         std::env::set_var("AWS_EC2_METADATA_DISABLED", "true");
     }
 
-    let bucket = format!(
-        "seclake-creds-{}",
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_nanos()
-    );
+    let bucket = seclake_fixtures::services::unique_name("seclake-creds");
     let created = reqwest::Client::new()
         .put(format!("{endpoint}/{bucket}"))
         .send()

@@ -35,6 +35,7 @@ use seclake_benches::{
     FloorStats, Format, SEED, bench_date, env_paths, floor_parse_reader, format_by_name,
     workspace_dir,
 };
+use seclake_fixtures::services::unique_name;
 use serde::{Deserialize, Serialize};
 
 /// seclake's end-to-end benchmark.
@@ -316,7 +317,7 @@ fn e2e(args: &E2eArgs) -> Result<bool> {
                 .map(|f| format!("run {}: {f}", i + 1)),
         );
         if let (Some(brokers), Some(topics)) = (&args.kafka, &topics) {
-            let group = format!("seclake-bench-{}", unique_suffix());
+            let group = unique_name("seclake-bench");
             let sources = kafka_sources(brokers, topics, &group);
             let kafka = run_pipeline(args, &seclake, &data_dir, &sources, &["--until-caught-up"])?;
             println!(
@@ -522,13 +523,6 @@ fn kafka_sources(brokers: &str, topics: &[(Format, String)], group: &str) -> Str
     text
 }
 
-fn unique_suffix() -> String {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos());
-    format!("{nanos:x}")
-}
-
 /// Replays every input into a fresh topic with `seclake replay`; returns
 /// `(format, topic)`s.
 fn replay_inputs(
@@ -539,11 +533,7 @@ fn replay_inputs(
 ) -> Result<Vec<(Format, String)>> {
     let mut topics = Vec::new();
     for input in inputs {
-        let topic = format!(
-            "seclake-bench-{}-{}",
-            input.format.as_str(),
-            unique_suffix()
-        );
+        let topic = unique_name(&format!("seclake-bench-{}", input.format.as_str()));
         let started = Instant::now();
         let status = Command::new(seclake)
             .args(["replay", "--brokers", brokers, "--topic", &topic])
@@ -1201,7 +1191,7 @@ fn stall(args: &StallArgs) -> Result<bool> {
         .prefix("stall-")
         .tempdir_in(&data_dir)?;
     let metrics_port = free_port()?;
-    let group = format!("seclake-bench-stall-{}", unique_suffix());
+    let group = unique_name("seclake-bench-stall");
     let mut config = kafka_sources(&args.brokers, &topics, &group);
     let _ = write!(
         config,
