@@ -556,26 +556,40 @@ impl PrivateBroker {
     }
 
     fn services(&self, action: &str) {
-        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/services");
-        let out = Command::new(script)
+        if let Err(e) = self.try_services(action) {
+            panic!("{e}");
+        }
+    }
+
+    fn try_services(&self, action: &str) -> Result<(), String> {
+        // Cargo sets the variable when it runs the test; the compile-time
+        // value is stale when another checkout shares the target directory.
+        let root = std::env::var_os("CARGO_MANIFEST_DIR")
+            .map_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")), PathBuf::from);
+        let out = Command::new(root.join("scripts/services"))
             .args([action, "kafka"])
             .env("SECLAKE_SERVICES_HOME", self.home.path())
             .env("KAFKA_PORT", self.port.to_string())
             .env("KAFKA_CONTROLLER_PORT", self.controller.to_string())
             .output()
-            .expect("scripts/services runs");
-        assert!(
-            out.status.success(),
+            .map_err(|e| format!("scripts/services {action} kafka does not run: {e}"))?;
+        if out.status.success() {
+            return Ok(());
+        }
+        Err(format!(
             "scripts/services {action} kafka failed:\n{}{}",
             String::from_utf8_lossy(&out.stdout),
             String::from_utf8_lossy(&out.stderr)
-        );
+        ))
     }
 }
 
 impl Drop for PrivateBroker {
     fn drop(&mut self) {
-        self.services("down");
+        // No second panic while a failed test unwinds.
+        if let Err(e) = self.try_services("down") {
+            eprintln!("{e}");
+        }
     }
 }
 

@@ -545,8 +545,15 @@ impl<const MSK_IAM: bool> ConsumerContext for SourceContext<MSK_IAM> {
             }
         }
         // What the sinks already have is committed before the partitions
-        // go; what they don't is read again by the next owner.
-        if let Err(e) = commit(consumer, &self.topic, &mut leaving, CommitMode::Sync) {
+        // go; what they don't is read again by the next owner. A lost
+        // assignment (the session timed out, e.g. the coordinator is down)
+        // is not committed: the group has moved on, and a commit waiting
+        // for a coordinator here can keep librdkafka from ever rejoining.
+        if consumer.assignment_lost() {
+            counter!("seclake_kafka_assignments_lost_total", "topic" => self.topic.to_string())
+                .increment(1);
+            tracing::warn!(topic = %self.topic, "assignment lost: offsets not committed; what the sinks had is read again");
+        } else if let Err(e) = commit(consumer, &self.topic, &mut leaving, CommitMode::Sync) {
             tracing::warn!(topic = %self.topic, "commit on revoke failed: {e}");
         }
         tracing::info!(topic = %self.topic, partitions = ?leaving.partitions.keys().collect::<Vec<_>>(), "partitions revoked");
