@@ -24,10 +24,10 @@ ENV CARGO_TARGET_DIR=/cache/target
 RUN --mount=type=cache,target=/usr/local/cargo/registry \
     --mount=type=cache,target=/cache/target \
     if [ -n "$TARGET_CPU" ]; then export RUSTFLAGS="-C target-cpu=$TARGET_CPU"; fi \
- && cargo build --release --locked --workspace --exclude seclake-benches --bins \
+ && cargo build --profile dist --locked --workspace --exclude seclake-benches --bins \
         ${FEATURES:+--features "$FEATURES"} \
  && mkdir -p /out \
- && find /cache/target/release -maxdepth 1 -type f -executable -exec cp {} /out/ \;
+ && find /cache/target/dist -maxdepth 1 -type f -executable -exec cp {} /out/ \;
 
 FROM debian:bookworm-slim AS runtime
 # libssl3 (Kafka TLS and SASL) and zlib are linked dynamically; the CA

@@ -36,6 +36,9 @@ pub struct Config {
     /// `[pipeline]`: worker threads and queue sizes.
     #[serde(default)]
     pub pipeline: PipelineConfig,
+    /// `[report]`: the daily report (`report run`); the pipeline ignores it.
+    #[serde(default)]
+    pub report: Option<seclake_queries::config::ReportConfig>,
 }
 
 /// One `[[source]]`, chosen by its `type`.
@@ -150,29 +153,8 @@ impl Config {
 
     /// Parses config text; `path` only names it in errors.
     pub fn parse(text: &str, path: &str) -> Result<Config, ConfigError> {
-        let mut table: toml::Table =
-            text.parse()
-                .map_err(|e: toml::de::Error| ConfigError::Syntax {
-                    path: path.to_owned(),
-                    message: e.to_string(),
-                })?;
-        for (key, value) in table.iter_mut() {
-            expand_env(value, key, &|var, key| ConfigError::Env {
-                path: path.to_owned(),
-                key: key.to_owned(),
-                var: var.to_owned(),
-            })?;
-        }
-        let config: Config = serde_path_to_error::deserialize(toml::Value::Table(table.clone()))
-            .map_err(|e| {
-                let (key, message) = source_key(&table, &e.path().to_string())
-                    .unwrap_or_else(|| (e.path().to_string(), e.inner().to_string()));
-                ConfigError::Key {
-                    path: path.to_owned(),
-                    key,
-                    message,
-                }
-            })?;
+        let table = expanded_table(text, path)?;
+        let config: Config = section(&table, path)?;
         config.check(path)?;
         Ok(config)
     }
@@ -226,6 +208,42 @@ impl Config {
             .map_err(|e| invalid("dlq.url", &e.to_string()))?;
         Ok(())
     }
+}
+
+/// Parses config text into a table with `${VAR}` expanded; `path` only
+/// names it in errors.
+pub fn expanded_table(text: &str, path: &str) -> Result<toml::Table, ConfigError> {
+    let mut table: toml::Table =
+        text.parse()
+            .map_err(|e: toml::de::Error| ConfigError::Syntax {
+                path: path.to_owned(),
+                message: e.to_string(),
+            })?;
+    for (key, value) in table.iter_mut() {
+        expand_env(value, key, &|var, key| ConfigError::Env {
+            path: path.to_owned(),
+            key: key.to_owned(),
+            var: var.to_owned(),
+        })?;
+    }
+    Ok(table)
+}
+
+/// Deserialises `T` (the whole config, or a view of some of its sections)
+/// from an expanded table, naming the failing key.
+pub fn section<T: serde::de::DeserializeOwned>(
+    table: &toml::Table,
+    path: &str,
+) -> Result<T, ConfigError> {
+    serde_path_to_error::deserialize(toml::Value::Table(table.clone())).map_err(|e| {
+        let (key, message) = source_key(table, &e.path().to_string())
+            .unwrap_or_else(|| (e.path().to_string(), e.inner().to_string()));
+        ConfigError::Key {
+            path: path.to_owned(),
+            key,
+            message,
+        }
+    })
 }
 
 /// serde stops at `source[N]` inside an entry chosen by its `type`; this

@@ -1,5 +1,6 @@
 //! `seclake demo`: the embedded default. Generates a day of fixture logs,
-//! runs the pipeline into a local lake and prints the summary; no server needed.
+//! runs the pipeline into a local lake, writes the day's report and prints
+//! the summary; no server needed.
 
 use std::path::{Path, PathBuf};
 
@@ -18,6 +19,8 @@ pub struct DemoRun {
     pub config: PathBuf,
     /// The pipeline's summary.
     pub summary: RunSummary,
+    /// The day's report, written under `reports/`.
+    pub report: crate::report::Written,
 }
 
 /// Generates logs for `date` at `scale` under `out`, writes a config and runs it.
@@ -39,7 +42,7 @@ pub fn run(out: &Path, date: chrono::NaiveDate, scale: f64, progress: bool) -> R
     std::fs::create_dir_all(&geoip)?;
     std::fs::write(geoip.join("GeoLite2-City-Test.mmdb"), CITY_DB)?;
     std::fs::write(geoip.join("GeoLite2-ASN-Test.mmdb"), ASN_DB)?;
-    for dir in ["lake", "dlq"] {
+    for dir in ["lake", "dlq", "reports"] {
         let path = out.join(dir);
         if path.exists() {
             std::fs::remove_dir_all(&path)
@@ -57,9 +60,30 @@ pub fn run(out: &Path, date: chrono::NaiveDate, scale: f64, progress: bool) -> R
             ..RunOptions::default()
         },
     )?;
+    let job = crate::report::ReportJob {
+        day: seclake_queries::ReportDay::new(date, "UTC")?,
+        out: out.join("reports").display().to_string(),
+        formats: seclake_queries::config::OutputFormat::ALL.to_vec(),
+        options: seclake_queries::report::Options::default(),
+        s3: Default::default(),
+        progress,
+    };
+    let report = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the runtime")?
+        .block_on(async {
+            let lake = seclake_queries::Lake::open(
+                &format!("file://{}/lake", out.display()),
+                &Default::default(),
+            )
+            .await?;
+            crate::report::write(&lake, &job).await
+        })?;
     Ok(DemoRun {
         config: config_path,
         summary,
+        report,
     })
 }
 
@@ -73,7 +97,8 @@ fn demo_config(out: &Path) -> String {
     }
     text.push_str(&format!(
         "[geoip]\ncity = \"{o}/geoip/GeoLite2-City-Test.mmdb\"\nasn = \"{o}/geoip/GeoLite2-ASN-Test.mmdb\"\n\n\
-         [lake]\nurl = \"file://{o}/lake\"\n\n[dlq]\nurl = \"file://{o}/dlq\"\n"
+         [lake]\nurl = \"file://{o}/lake\"\n\n[dlq]\nurl = \"file://{o}/dlq\"\n\n\
+         [report]\nout = \"{o}/reports\"\n"
     ));
     text
 }

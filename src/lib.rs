@@ -1,10 +1,13 @@
 //! The `seclake` binary's library: config, pipeline wiring, metrics, signals.
-//! Everything else lives in the workspace crates (`ingest`, `enrich`, `sink`).
+//! Everything else lives in the workspace crates (`ingest`, `enrich`, `sink`,
+//! `queries`).
 
 pub mod config;
 pub mod demo;
 pub mod lanes;
 pub mod metrics;
 pub mod pipeline;
+pub mod query;
 pub mod replay;
+pub mod report;
 pub mod signals;

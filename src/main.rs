@@ -131,6 +131,17 @@ enum Command {
         #[arg(long)]
         date: Option<NaiveDate>,
     },
+    /// Run SQL over the lake: tables `waf`, `falco`, `app` (partitioned by
+    /// `dt` and `hour`) and `events` (all three, also by `source`).
+    Query {
+        /// The SQL, e.g. "SELECT action, count(*) FROM waf WHERE dt = '2026-11-29' GROUP BY 1".
+        sql: String,
+        #[command(flatten)]
+        lake: seclake::query::LakeArgs,
+        /// table, csv or json (one object per line).
+        #[arg(long, default_value = "table")]
+        format: seclake_queries::output::ResultFormat,
+    },
     /// Print the event schema as a Markdown table.
     Schema,
 }
@@ -215,16 +226,40 @@ fn run(cli: Cli) -> Result<()> {
                 );
             }
         }
+        Command::Query { sql, lake, format } => {
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+                .context("starting the runtime")?;
+            let batches = runtime.block_on(async {
+                let lake = lake.open().await?;
+                seclake_queries::report::query(lake.context(), "sql", sql)
+                    .await
+                    .context("running the query")
+            })?;
+            let mut out = std::io::stdout().lock();
+            seclake_queries::output::write_results(&batches, format, &mut out)
+                .context("printing the results")?;
+        }
         Command::Demo { out, scale, date } => {
             let date = date
                 .unwrap_or_else(|| (chrono::Utc::now() - chrono::Duration::days(1)).date_naive());
             let demo = seclake::demo::run(&out, date, scale, progress)?;
             print_summary(&demo.summary);
+            println!();
+            println!(
+                "{}",
+                seclake_queries::render::summary(&demo.report.report).trim_end()
+            );
+            println!();
             println!("lake:   {}/lake", out.display());
             println!(
                 "config: {} (rerun with `seclake run --config …`)",
                 demo.config.display()
             );
+            for (_, path) in &demo.report.files {
+                println!("report: {path}");
+            }
         }
         Command::Replay {
             brokers,

@@ -15,32 +15,6 @@ const HOUR_US: i64 = 3_600_000_000;
 const DAY_US: i64 = 1_795_564_800_000_000;
 const REGION: &str = "us-east-1";
 
-/// moto's endpoint, with test credentials in the environment.
-fn moto() -> Option<String> {
-    let endpoint = seclake_fixtures::services::service(
-        "moto",
-        "SECLAKE_S3_ENDPOINT",
-        "http://127.0.0.1:5000",
-    )?;
-    static CREDENTIALS: std::sync::Once = std::sync::Once::new();
-    // SAFETY: every test here calls this first, and `Once` makes the others
-    // wait, so no thread reads the environment meanwhile.
-    CREDENTIALS.call_once(|| unsafe {
-        std::env::set_var("AWS_ACCESS_KEY_ID", "testing");
-        std::env::set_var("AWS_SECRET_ACCESS_KEY", "testing");
-    });
-    Some(endpoint)
-}
-
-async fn create_bucket(endpoint: &str, bucket: &str) {
-    let response = reqwest::Client::new()
-        .put(format!("{endpoint}/{bucket}"))
-        .send()
-        .await
-        .expect("moto answers");
-    assert!(response.status().is_success(), "{}", response.status());
-}
-
 fn event(i: i64, ts: i64) -> Event {
     Event {
         event_id: format!("{i:032x}"),
@@ -63,9 +37,11 @@ fn config(endpoint: &str, url: String) -> LakeConfig {
 
 #[tokio::test]
 async fn the_lake_on_moto_s3_is_partitioned_and_datafusion_reads_it_back() {
-    let Some(endpoint) = moto() else { return };
+    let Some(endpoint) = seclake_fixtures::services::moto_with_credentials() else {
+        return;
+    };
     let bucket = format!("seclake-test-{}", uuid::Uuid::now_v7().simple());
-    create_bucket(&endpoint, &bucket).await;
+    seclake_fixtures::services::create_bucket(&endpoint, &bucket);
 
     let mut lake = LakeWriter::open(&config(&endpoint, format!("s3://{bucket}/lake")))
         .await
@@ -130,7 +106,9 @@ async fn the_lake_on_moto_s3_is_partitioned_and_datafusion_reads_it_back() {
 
 #[tokio::test]
 async fn a_missing_bucket_is_a_clear_error_naming_the_key() {
-    let Some(endpoint) = moto() else { return };
+    let Some(endpoint) = seclake_fixtures::services::moto_with_credentials() else {
+        return;
+    };
     let url = format!(
         "s3://seclake-missing-{}/lake",
         uuid::Uuid::now_v7().simple()

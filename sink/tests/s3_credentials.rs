@@ -42,12 +42,7 @@ async fn a_named_profile_is_the_only_credential_needed() {
     }
 
     let bucket = seclake_fixtures::services::unique_name("seclake-creds");
-    let created = reqwest::Client::new()
-        .put(format!("{endpoint}/{bucket}"))
-        .send()
-        .await
-        .expect("moto answers");
-    assert!(created.status().is_success(), "{}", created.status());
+    seclake_fixtures::services::create_bucket(&endpoint, &bucket);
     let options = S3Options {
         endpoint: Some(endpoint),
         region: Some("us-east-1".to_owned()),

@@ -150,6 +150,16 @@ impl Seclake {
     }
 }
 
+/// A test that fails while the process runs leaves no pipeline behind.
+impl Drop for Seclake {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
 /// Every dead letter under `dir/dlq`.
 pub fn dead_letter_lines(dir: &Path) -> Vec<seclake_sink::DeadLetterLine> {
     let mut out = Vec::new();

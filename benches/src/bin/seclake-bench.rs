@@ -1,5 +1,7 @@
 //! `seclake-bench e2e`: end-to-end throughput of the real `seclake` binary
-//! against the one-core JSON parse floor, with a correctness check.
+//! against the one-core JSON parse floor, with a correctness check;
+//! `seclake-bench report`: the daily report's SQL against DuckDB on the same
+//! lake (`seclake-bench/report.rs`).
 //!
 //! ```sh
 //! cargo build --release -p seclake
@@ -38,6 +40,10 @@ use seclake_benches::{
 use seclake_fixtures::services::unique_name;
 use serde::{Deserialize, Serialize};
 
+// Beside this file, not in `src/bin/`, where Cargo would take it for a binary.
+#[path = "seclake-bench/report.rs"]
+mod report;
+
 /// seclake's end-to-end benchmark.
 #[derive(Parser)]
 #[command(about)]
@@ -55,6 +61,9 @@ enum Cmd {
     /// server frozen (SIGSTOP) for a while mid-run: the pipeline's memory
     /// while its sink is stalled, and that every record arrives after.
     Stall(StallArgs),
+    /// The daily report (`seclake_queries::build`, in process) beside DuckDB
+    /// running the same SQL over the same Parquet lake, step by step.
+    Report(report::ReportArgs),
 }
 
 #[derive(Args)]
@@ -132,6 +141,7 @@ fn main() -> ExitCode {
     let outcome = match Cli::parse().command {
         Cmd::E2e(args) => e2e(&args),
         Cmd::Stall(args) => stall(&args),
+        Cmd::Report(args) => report::report(&args),
     };
     match outcome {
         Ok(true) => ExitCode::SUCCESS,
