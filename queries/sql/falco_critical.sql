@@ -11,6 +11,6 @@ SELECT
     proc_cmdline,
     falco_output AS output
 FROM falco_day
-WHERE lower(falco_priority) IN ('emergency', 'alert', 'critical')
+WHERE severity IN ('emergency', 'alert', 'critical')
 ORDER BY ts DESC, rule
 LIMIT :critical_limit

@@ -3,7 +3,7 @@
 SELECT
     hostname,
     count(*) AS alerts,
-    count(*) FILTER (WHERE lower(falco_priority) IN ('emergency', 'alert', 'critical')) AS critical
+    count(*) FILTER (WHERE severity IN ('emergency', 'alert', 'critical')) AS critical
 FROM falco_day
 GROUP BY hostname
 ORDER BY alerts DESC, hostname

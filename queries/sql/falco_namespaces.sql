@@ -3,7 +3,7 @@
 SELECT
     k8s_namespace AS namespace,
     count(*) AS alerts,
-    count(*) FILTER (WHERE lower(falco_priority) IN ('emergency', 'alert', 'critical')) AS critical
+    count(*) FILTER (WHERE severity IN ('emergency', 'alert', 'critical')) AS critical
 FROM falco_day
 GROUP BY k8s_namespace
 ORDER BY alerts DESC, namespace

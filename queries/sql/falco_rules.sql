@@ -3,7 +3,7 @@
 SELECT
     rule,
     count(*) AS alerts,
-    count(*) FILTER (WHERE lower(falco_priority) IN ('emergency', 'alert', 'critical')) AS critical,
+    count(*) FILTER (WHERE severity IN ('emergency', 'alert', 'critical')) AS critical,
     count(DISTINCT hostname) AS hosts
 FROM falco_day
 GROUP BY rule

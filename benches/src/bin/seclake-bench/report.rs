@@ -97,10 +97,11 @@ struct GenDay {
 
 impl LakeSpec {
     /// The report day at the smallest scale (in hundredths) whose events
-    /// reach `events`, and each of the [`HISTORY_DAYS`] days before it at a
-    /// seventh of that, with seeds of their own: other attackers than the
-    /// report day's, so "new attackers" has some to find.
-    fn new(date: NaiveDate, events: u64, geoip: &[PathBuf]) -> Result<LakeSpec> {
+    /// reach `events`, and each of the [`HISTORY_DAYS`] days before it at
+    /// 1/[`HISTORY_DAYS`] of that (so the history is about one more day's
+    /// worth), with seeds of their own: other attackers than the report
+    /// day's, so "new attackers" has some to find.
+    fn new(date: NaiveDate, events: u64, geoip: &GeoIpFiles) -> Result<LakeSpec> {
         // The fixtures make one line in 1,000 malformed; 0.2% covers it.
         let lines = events + events.div_ceil(500);
         let centi = (lines * 100).div_ceil(lines_per_scale()).max(1);
@@ -122,14 +123,10 @@ impl LakeSpec {
             scale: centi as f64 / 100.0,
             seed: SEED,
         });
-        let geoip = geoip
-            .iter()
-            .map(|p| {
-                p.file_name()
-                    .map_or_else(String::new, |n| n.to_string_lossy().into_owned())
-            })
-            .collect();
-        Ok(LakeSpec { days, geoip })
+        Ok(LakeSpec {
+            days,
+            geoip: geoip.names(),
+        })
     }
 
     fn report_day(&self) -> &GenDay {
@@ -285,7 +282,7 @@ pub(crate) fn report(args: &ReportArgs) -> Result<bool> {
         None => default_data_root()?,
     };
     let root = data_root.join(format!("report-lake-{}", args.events));
-    let geoip = geoip_databases();
+    let geoip = GeoIpFiles::test_databases();
     let spec = LakeSpec::new(args.date, args.events, &geoip)?;
     let (root, manifest, reused) = ensure_lake(&seclake, &root, &spec, &geoip)?;
     let lake = root.join("lake");
@@ -393,25 +390,43 @@ pub(crate) fn report(args: &ReportArgs) -> Result<bool> {
         println!(
             "checks: ok — both engines give every step the same row count, and traffic_summary the same numbers"
         );
-        println!("{}", comparison.closing_note());
-        Ok(true)
     } else {
         println!("checks: FAILED — the engines disagree:");
         for f in &failures {
             println!("  {f}");
         }
-        Ok(false)
     }
+    println!("{}", comparison.closing_note());
+    Ok(failures.is_empty())
 }
 
-/// MaxMind's test City and ASN databases, as `seclake demo` uses: they fill
-/// country and AS of the fixtures' MaxMind test addresses (~2% of WAF).
-fn geoip_databases() -> Vec<PathBuf> {
-    let dir = workspace_dir().join("fixtures").join("geoip");
-    vec![
-        dir.join("GeoLite2-City-Test.mmdb"),
-        dir.join("GeoLite2-ASN-Test.mmdb"),
-    ]
+/// The GeoIP databases the lake is enriched with.
+struct GeoIpFiles {
+    city: PathBuf,
+    asn: PathBuf,
+}
+
+impl GeoIpFiles {
+    /// MaxMind's test City and ASN databases, as `seclake demo` uses: they
+    /// fill country and AS of the fixtures' MaxMind test addresses (~2% of
+    /// WAF requests).
+    fn test_databases() -> GeoIpFiles {
+        let dir = workspace_dir().join("fixtures").join("geoip");
+        GeoIpFiles {
+            city: dir.join("GeoLite2-City-Test.mmdb"),
+            asn: dir.join("GeoLite2-ASN-Test.mmdb"),
+        }
+    }
+
+    fn names(&self) -> Vec<String> {
+        [&self.city, &self.asn]
+            .into_iter()
+            .map(|p| {
+                p.file_name()
+                    .map_or_else(String::new, |n| n.to_string_lossy().into_owned())
+            })
+            .collect()
+    }
 }
 
 /// The lake under `root` (absolute), its manifest, and whether it was reused.
@@ -419,7 +434,7 @@ fn ensure_lake(
     seclake: &Path,
     root: &Path,
     spec: &LakeSpec,
-    geoip: &[PathBuf],
+    geoip: &GeoIpFiles,
 ) -> Result<(PathBuf, LakeManifest, bool)> {
     fs::create_dir_all(root).with_context(|| format!("creating {}", root.display()))?;
     let root = root
@@ -476,7 +491,7 @@ fn ensure_lake(
         )
         .with_context(|| format!("parsing {}", path.display()))?;
         for f in &generated.files {
-            events += f.lines - f.malformed;
+            events += f.lines.saturating_sub(f.malformed);
             malformed += f.malformed;
         }
         eprintln!("generated in {:.1} s", started.elapsed().as_secs_f64());
@@ -496,8 +511,8 @@ fn ensure_lake(
     let _ = write!(
         config,
         "[geoip]\ncity = {}\nasn = {}\n\n",
-        toml_paths(&geoip[..1]),
-        toml_paths(&geoip[1..])
+        toml_paths(std::slice::from_ref(&geoip.city)),
+        toml_paths(std::slice::from_ref(&geoip.asn))
     );
     for (section, dir) in [("lake", "lake"), ("dlq", "dlq")] {
         let url = format!("file://{}", root.join(dir).to_string_lossy());
@@ -934,6 +949,9 @@ struct Comparison {
     steps: Vec<StepRow>,
     seclake: f64,
     duckdb: f64,
+    /// Every run's end-to-end time, in order.
+    seclake_runs: Vec<f64>,
+    duckdb_runs: Vec<f64>,
     /// Events of the report day: the rows of the three day tables.
     events: u64,
     /// Bytes of the Parquet files in the partitions the report reads.
@@ -984,10 +1002,14 @@ impl Comparison {
             })
             .collect();
         let events = steps.iter().filter(|s| s.table).map(|s| s.rows).sum();
+        let seclake_runs: Vec<f64> = ours.iter().map(|r| r.seconds).collect();
+        let duckdb_runs: Vec<f64> = theirs.iter().map(|r| r.seconds).collect();
         Comparison {
             steps,
-            seclake: median(ours.iter().map(|r| r.seconds).collect()),
-            duckdb: median(theirs.iter().map(|r| r.seconds).collect()),
+            seclake: median(seclake_runs.clone()),
+            duckdb: median(duckdb_runs.clone()),
+            seclake_runs,
+            duckdb_runs,
             events,
             ..Comparison::default()
         }
@@ -1001,6 +1023,15 @@ impl Comparison {
         self.steps
             .iter()
             .max_by(|a, b| a.ratio().total_cmp(&b.ratio()))
+    }
+
+    /// The step seclake loses the most seconds on, if it is behind on any:
+    /// the worst ratio can be a step of milliseconds.
+    fn most_behind(&self) -> Option<&StepRow> {
+        self.steps
+            .iter()
+            .filter(|s| s.seclake > s.duckdb)
+            .max_by(|a, b| (a.seclake - a.duckdb).total_cmp(&(b.seclake - b.duckdb)))
     }
 
     fn table(&self, repeat: u32) -> String {
@@ -1097,6 +1128,15 @@ impl Comparison {
                 w.duckdb
             );
         }
+        if let Some(b) = self.most_behind() {
+            let _ = writeln!(
+                t,
+                "most seconds behind: {} by {:.3} s ({:.2}×)",
+                b.name,
+                b.seclake - b.duckdb,
+                b.ratio()
+            );
+        }
         t
     }
 
@@ -1161,6 +1201,8 @@ impl Comparison {
             "steps": steps,
             "seclake_seconds": self.seclake,
             "duckdb_seconds": self.duckdb,
+            "seclake_runs_seconds": self.seclake_runs,
+            "duckdb_runs_seconds": self.duckdb_runs,
             "ratio": self.ratio(),
             "seclake_peak_rss_kib": self.seclake_rss_kib,
             "duckdb_peak_rss_kib": self.duckdb_rss_kib,
