@@ -53,22 +53,20 @@ impl Lake {
             url: url.clone(),
             why,
         };
-        let root = if let Some(path) = url.strip_prefix("file://") {
+        if let Some(path) = url.strip_prefix("file://") {
             let dir = std::path::Path::new(path);
             if !dir.is_dir() {
                 return Err(lake_err("no such directory".into()));
             }
             std::fs::read_dir(dir).map_err(|e| lake_err(format!("cannot read: {e}")))?;
-            url.clone()
         } else {
             let location = Location::open("lake", &url, s3).map_err(|e| lake_err(e.to_string()))?;
             let parsed = Url::parse(&url).map_err(|e| lake_err(e.to_string()))?;
             let bucket = Url::parse(&format!("s3://{}", parsed.host_str().unwrap_or_default()))
                 .map_err(|e| lake_err(e.to_string()))?;
             ctx.register_object_store(&bucket, Arc::clone(&location.store));
-            url.clone()
-        };
-        let root = root.trim_end_matches('/').to_owned();
+        }
+        let root = url.trim_end_matches('/');
         let schema = table_schema();
         for source in SOURCES {
             let table = listing(

@@ -291,7 +291,7 @@ pub async fn build(
         progress(&timing);
         timings.push(timing);
     }
-    let mut results = Vec::with_capacity(SECTIONS.len());
+    let mut results = Results::with_capacity(SECTIONS.len());
     for section in SECTIONS {
         let started = Instant::now();
         let batches = run(lake, section, &params).await?;
@@ -302,34 +302,30 @@ pub async fn build(
         };
         progress(&timing);
         timings.push(timing);
-        results.push((section.name, batches));
+        results.insert(section.name, batches);
     }
-    let take = |name: &str| -> Vec<RecordBatch> {
-        results
-            .iter()
-            .find(|(n, _)| *n == name)
-            .map(|(_, b)| b.clone())
-            .unwrap_or_default()
-    };
-
-    let mut traffic: Traffic = one("traffic_summary", &take("traffic_summary"))?;
+    let mut traffic: Traffic = one("traffic_summary", section(&results, "traffic_summary"))?;
     traffic.blocked_pct = pct(traffic.blocked, traffic.requests);
-    let mut app: App = one("app_summary", &take("app_summary"))?;
+    let mut app: App = one("app_summary", section(&results, "app_summary"))?;
     app.error_rate_pct = pct(app.server_errors, app.requests);
-    app.routes = rows("app_routes", &take("app_routes"))?;
+    app.routes = rows("app_routes", section(&results, "app_routes"))?;
     for route in &mut app.routes {
         route.error_rate_pct = pct(route.server_errors, route.requests);
     }
-    let by_priority: Vec<FalcoPriority> = rows("falco_priorities", &take("falco_priorities"))?;
+    let by_priority: Vec<FalcoPriority> =
+        rows("falco_priorities", section(&results, "falco_priorities"))?;
     let falco = Falco {
         alerts: by_priority.iter().map(|p| p.alerts).sum(),
         by_priority,
-        rules: rows("falco_rules", &take("falco_rules"))?,
-        hosts: rows("falco_hosts", &take("falco_hosts"))?,
-        namespaces: rows("falco_namespaces", &take("falco_namespaces"))?,
-        critical: rows("falco_critical", &take("falco_critical"))?,
+        rules: rows("falco_rules", section(&results, "falco_rules"))?,
+        hosts: rows("falco_hosts", section(&results, "falco_hosts"))?,
+        namespaces: rows("falco_namespaces", section(&results, "falco_namespaces"))?,
+        critical: rows("falco_critical", section(&results, "falco_critical"))?,
     };
-    let timeline = timeline(day, &rows::<HourAction>("timeline", &take("timeline"))?);
+    let timeline = timeline(
+        day,
+        &rows::<HourAction>("timeline", section(&results, "timeline"))?,
+    );
     let empty = traffic.requests == 0 && falco.alerts == 0 && app.requests == 0;
     let report = Report {
         date: day.date,
@@ -340,19 +336,30 @@ pub async fn build(
         lake: lake.url().to_owned(),
         empty,
         traffic,
-        top_countries: rows("top_countries", &take("top_countries"))?,
-        top_attackers: rows("top_attackers", &take("top_attackers"))?,
-        new_attackers: rows("new_attackers", &take("new_attackers"))?,
+        top_countries: rows("top_countries", section(&results, "top_countries"))?,
+        top_attackers: rows("top_attackers", section(&results, "top_attackers"))?,
+        new_attackers: rows("new_attackers", section(&results, "new_attackers"))?,
         history_days: HISTORY_DAYS,
-        waf_rules: rows("waf_rules", &take("waf_rules"))?,
-        attack_types: rows("attack_types", &take("attack_types"))?,
+        waf_rules: rows("waf_rules", section(&results, "waf_rules"))?,
+        attack_types: rows("attack_types", section(&results, "attack_types"))?,
         timeline,
-        threat_levels: rows("threat_levels", &take("threat_levels"))?,
+        threat_levels: rows("threat_levels", section(&results, "threat_levels"))?,
         falco,
-        leaked_credentials: rows("leaked_credentials", &take("leaked_credentials"))?,
+        leaked_credentials: rows(
+            "leaked_credentials",
+            section(&results, "leaked_credentials"),
+        )?,
         app,
     };
     Ok((report, timings))
+}
+
+/// Each section's result batches, by section name.
+type Results = std::collections::HashMap<&'static str, Vec<RecordBatch>>;
+
+/// The batches of section `name` (none if it gave none).
+fn section<'a>(results: &'a Results, name: &str) -> &'a [RecordBatch] {
+    results.get(name).map_or(&[], Vec::as_slice)
 }
 
 /// Runs one SQL text with `params` bound.
