@@ -14,45 +14,13 @@ mod position;
 
 pub use ack::{Ack, AckStatus, AckWaiter};
 pub use position::Position;
+pub use seclake_format::Format;
 
 use std::fmt;
 use std::ops::Range;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use serde::{Deserialize, Serialize};
-
-/// The log formats seclake understands; each source delivers exactly one.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Format {
-    /// AWS WAF v2 web ACL traffic logs, one JSON object per record.
-    Waf,
-    /// Falco alerts: Falco's JSON output or falcosidekick payloads.
-    Falco,
-    /// The commerce API's JSON access log.
-    App,
-}
-
-impl Format {
-    /// Every format, in a fixed order (used for per-source counters and partitions).
-    pub const ALL: [Format; 3] = [Format::Waf, Format::Falco, Format::App];
-
-    /// The lowercase name used in config, partitions and the `source` column.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Format::Waf => "waf",
-            Format::Falco => "falco",
-            Format::App => "app",
-        }
-    }
-}
-
-impl fmt::Display for Format {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
 
 /// One raw record inside a [`Batch`]'s buffer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

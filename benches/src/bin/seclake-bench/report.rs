@@ -74,7 +74,10 @@ pub(crate) struct ReportArgs {
 
 /// Fixture lines per unit of `seclake gen --scale`, all formats.
 fn lines_per_scale() -> u64 {
-    Format::ALL.iter().map(|f| f.per_scale()).sum()
+    Format::ALL
+        .iter()
+        .map(|&f| seclake_fixtures::per_scale(f))
+        .sum()
 }
 
 /// What the bench's lake is generated from; a lake is reused only while its
@@ -500,7 +503,9 @@ fn ensure_lake(
     let mut config = String::new();
     for format in Format::ALL {
         // Name order is date order: each source reads the days oldest first.
-        let files = raw.join("*").join(format.file_name(true));
+        let files = raw
+            .join("*")
+            .join(seclake_fixtures::file_name(format, true));
         let _ = write!(
             config,
             "[[source]]\ntype = \"file\"\nformat = \"{}\"\npath = {}\n\n",
