@@ -7,10 +7,8 @@ use std::path::Path;
 
 use seclake_enrich::geoip::GeoIpConfig;
 use seclake_enrich::threat::ThreatConfig;
-use seclake_ingest::Format;
-use seclake_ingest::file::{FileConfig, StdinConfig};
-use seclake_ingest::kafka::KafkaConfig;
-use seclake_sink::{DeadLetterConfig, LakeConfig};
+pub use seclake_ingest::SourceConfig;
+use seclake_sink::{DeadLetterConfig, LakeConfig, SinkSpec};
 use serde::Deserialize;
 
 /// The whole config file.
@@ -39,29 +37,6 @@ pub struct Config {
     /// `[report]`: the daily report (`report run`); the pipeline ignores it.
     #[serde(default)]
     pub report: Option<seclake_queries::config::ReportConfig>,
-}
-
-/// One `[[source]]`, chosen by its `type`.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(tag = "type", rename_all = "lowercase")]
-pub enum SourceConfig {
-    /// NDJSON files or a glob, plain or `.gz`.
-    File(FileConfig),
-    /// NDJSON on standard input.
-    Stdin(StdinConfig),
-    /// A Kafka topic, through a consumer group.
-    Kafka(KafkaConfig),
-}
-
-impl SourceConfig {
-    /// The format the source's records are in.
-    pub fn format(&self) -> Format {
-        match self {
-            SourceConfig::File(f) => f.format,
-            SourceConfig::Stdin(s) => s.format,
-            SourceConfig::Kafka(k) => k.format,
-        }
-    }
 }
 
 /// `[metrics]`.
@@ -169,14 +144,20 @@ impl Config {
         if self.sources.is_empty() {
             return Err(invalid("source", "no [[source]] entry: add at least one"));
         }
-        if self
-            .sources
-            .iter()
-            .filter(|s| matches!(s, SourceConfig::Stdin(_)))
-            .count()
-            > 1
-        {
-            return Err(invalid("source", "more than one stdin source"));
+        let mut exclusive: Vec<&str> = Vec::new();
+        for (i, source) in self.sources.iter().enumerate() {
+            let spec = source.spec();
+            spec.check()
+                .map_err(|e| invalid(&format!("source[{i}].{}", e.key), &e.message))?;
+            if let Some(resource) = spec.exclusive() {
+                if exclusive.contains(&resource) {
+                    return Err(invalid(
+                        "source",
+                        &format!("more than one {resource} source"),
+                    ));
+                }
+                exclusive.push(resource);
+            }
         }
         if self.pipeline.workers == Some(0) {
             return Err(invalid("pipeline.workers", "must be at least 1"));
@@ -191,22 +172,19 @@ impl Config {
         {
             return Err(invalid("pipeline.worker_nice", "must be from 0 to 19"));
         }
-        for (i, source) in self.sources.iter().enumerate() {
-            match source {
-                SourceConfig::File(f) if f.path.trim().is_empty() => {
-                    return Err(invalid(&format!("source[{i}].path"), "is empty"));
-                }
-                SourceConfig::Kafka(k) => k
-                    .check()
-                    .map_err(|e| invalid(&format!("source[{i}].{}", e.key), &e.message))?,
-                _ => {}
-            }
+        for sink in self.sinks() {
+            sink.check().map_err(|e| match e {
+                seclake_sink::SinkError::Config { key, why } => invalid(key, &why),
+                other => invalid(sink.name(), &other.to_string()),
+            })?;
         }
-        seclake_sink::store::check_url("lake.url", &self.lake.url)
-            .map_err(|e| invalid("lake.url", &e.to_string()))?;
-        seclake_sink::store::check_url("dlq.url", &self.dlq.url)
-            .map_err(|e| invalid("dlq.url", &e.to_string()))?;
         Ok(())
+    }
+
+    /// Every configured sink, in the order batches are handed to them. A new
+    /// sink is a config section above and one entry here.
+    pub fn sinks(&self) -> Vec<&dyn SinkSpec> {
+        vec![&self.lake, &self.dlq]
     }
 }
 
@@ -246,8 +224,8 @@ pub fn section<T: serde::de::DeserializeOwned>(
     })
 }
 
-/// serde stops at `source[N]` inside an entry chosen by its `type`; this
-/// reads that entry again as its type to name the key within it, e.g.
+/// serde stops at `source[N]` inside an entry chosen by its `type`; the
+/// source's config reads the entry again to name the key within it, e.g.
 /// `source[0].start`.
 fn source_key(table: &toml::Table, failed_at: &str) -> Option<(String, String)> {
     let index: usize = failed_at
@@ -262,17 +240,8 @@ fn source_key(table: &toml::Table, failed_at: &str) -> Option<(String, String)> 
         .as_table()?
         .clone();
     let kind = entry.remove("type")?;
-    let entry = toml::Value::Table(entry);
-    let failed = match kind.as_str()? {
-        "file" => serde_path_to_error::deserialize::<_, FileConfig>(entry).err(),
-        "stdin" => serde_path_to_error::deserialize::<_, StdinConfig>(entry).err(),
-        "kafka" => serde_path_to_error::deserialize::<_, KafkaConfig>(entry).err(),
-        _ => None,
-    }?;
-    Some((
-        format!("source[{index}].{}", failed.path()),
-        failed.inner().to_string(),
-    ))
+    let (key, message) = SourceConfig::locate_error(kind.as_str()?, toml::Value::Table(entry))?;
+    Some((format!("source[{index}].{key}"), message))
 }
 
 /// Expands `${VAR}` / `${VAR:-default}` in every string under `value`.
@@ -351,7 +320,7 @@ mod tests {
     fn the_documented_minimal_config_parses() {
         let cfg = Config::parse(MINIMAL, "seclake.toml").unwrap();
         assert_eq!(cfg.sources.len(), 1);
-        assert_eq!(cfg.sources[0].format(), Format::Waf);
+        assert_eq!(cfg.sources[0].format(), seclake_ingest::Format::Waf);
         assert_eq!(cfg.lake.url, "file:///abs/path/lake");
         assert_eq!(cfg.lake.max_file_bytes, 128 << 20);
     }
@@ -437,7 +406,7 @@ mod tests {
         };
         assert_eq!(
             (k.format, k.topic.as_str(), k.group.as_str()),
-            (Format::Falco, "falco-events", "seclake")
+            (seclake_ingest::Format::Falco, "falco-events", "seclake")
         );
         assert_eq!(k.start, seclake_ingest::kafka::StartAt::Earliest);
         assert!(k.kafka_options.is_empty());

@@ -4,7 +4,6 @@
 
 pub mod config;
 pub mod demo;
-pub mod lanes;
 pub mod metrics;
 pub mod pipeline;
 pub mod query;

@@ -195,9 +195,12 @@ fn run(cli: Cli) -> Result<()> {
             seclake_enrich::geoip::GeoIp::open(&cfg.geoip).context("[geoip]")?;
             seclake_enrich::threat::ThreatEngine::from_config(&cfg.threat).context("[threat]")?;
             for (i, source) in cfg.sources.iter().enumerate() {
-                if let seclake::config::SourceConfig::File(f) = source {
-                    f.paths().with_context(|| format!("source[{i}].path"))?;
-                }
+                // Building opens what a source reads locally (files must
+                // exist) and connects to nothing.
+                source
+                    .spec()
+                    .build()
+                    .with_context(|| format!("source[{i}]"))?;
             }
             println!("{}: ok ({} sources)", config.display(), cfg.sources.len());
         }
@@ -322,9 +325,9 @@ fn key_value(text: &str) -> Result<(String, String), String> {
 fn print_summary(s: &RunSummary) {
     println!(
         "{:<8} {:>12} {:>12} {:>13} {:>10}",
-        "source", "records", "events", "dead letters", "MB read"
+        "format", "records", "events", "dead letters", "MB read"
     );
-    for (name, c) in &s.sources {
+    for (name, c) in &s.formats {
         println!(
             "{:<8} {:>12} {:>12} {:>13} {:>10.1}",
             name,

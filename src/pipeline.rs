@@ -1,11 +1,14 @@
 //! Wires sources → parse/enrich workers → window scoring → sinks.
 //!
 //! ```text
-//! source threads ──Batch──▶ workers (parse, GeoIP, ──▶ scoring stage ──▶ lake lanes
-//!   (one per [[source]])      per-event rules)         (in order: windows,   (a thread per format:
-//!        ▲                    N threads, any order      dead letters)         Parquet encode, upload)
-//!        └──────────── Ack: resolves when every file holding the batch is committed
+//! source threads ──Batch──▶ workers (parse, GeoIP, ──▶ scoring stage ──SinkBatch──▶ fan-out to every sink
+//!   (one per [[source]])      per-event rules)         (in order:                     (a lane thread each: the lake
+//!        ▲                    N threads, any order      per-IP windows)                per format, dead letters)
+//!        └──────────── Ack: resolves when every sink that took the batch made it durable
 //! ```
+//! Sources and sinks plug in through their contracts
+//! ([`seclake_ingest::Source`], [`seclake_sink::Sink`]); nothing here names
+//! a kind of either (docs/architecture.md).
 //! Channels are bounded, so a slow sink slows the sources instead of filling
 //! memory. The sink stage restores source order before the stateful window
 //! rules, so scores do not depend on thread timing. Workers run at a lower
@@ -14,7 +17,6 @@
 //! waits, leaving a core idle; run first, they take batches while still cached.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -27,15 +29,13 @@ use seclake_enrich::parse::{Enricher, Parsed};
 use seclake_enrich::schema::SchemaError;
 use seclake_enrich::scoring::WindowScorer;
 use seclake_enrich::threat::ThreatEngine;
-use seclake_ingest::file::{Pending, ReadStats};
-use seclake_ingest::kafka::KafkaCommitter;
-use seclake_ingest::{Batch, Format, SourceError};
-use seclake_sink::dead_letter::DeadLetterStats;
-use seclake_sink::{DeadLetter, DeadLetterWriter, LakeStats};
+use seclake_ingest::{
+    Batch, BatchSender, Finished, Format, Outstanding, Shutdown, Source, SourceContext, SourceError,
+};
+use seclake_sink::{Fanout, Rejected, SinkBatch, SinkStats};
 use serde::Serialize;
 
-use crate::config::{Config, SourceConfig};
-use crate::lanes::Lanes;
+use crate::config::Config;
 
 /// How a run behaves beyond its config.
 #[derive(Debug, Clone, Default)]
@@ -49,12 +49,12 @@ pub struct RunOptions {
     pub until_caught_up: bool,
 }
 
-/// Counts for one source format.
+/// Counts for one format.
 #[derive(Debug, Default, Clone, Copy, Serialize, PartialEq, Eq)]
 pub struct FormatCounts {
     /// Records read.
     pub records: u64,
-    /// Events written to the lake.
+    /// Events handed to the sinks.
     pub events: u64,
     /// Records sent to the dead-letter output.
     pub dead_letters: u64,
@@ -65,15 +65,17 @@ pub struct FormatCounts {
 /// What a run did.
 #[derive(Debug, Default, Clone, Serialize)]
 pub struct RunSummary {
-    /// Counts per format (`waf`, `falco`, `app`).
-    pub sources: BTreeMap<&'static str, FormatCounts>,
-    /// Rows, files and bytes committed to the lake.
+    /// Counts per format (`waf`, `falco`, `app`), over every source.
+    pub formats: BTreeMap<&'static str, FormatCounts>,
+    /// What each sink made durable, by its name (`lake`, `dlq`).
+    pub sinks: BTreeMap<&'static str, SinkStats>,
+    /// Rows committed to the lake (`sinks.lake.rows`).
     pub lake_rows: u64,
     /// Files committed to the lake.
     pub lake_files: u64,
     /// Bytes committed to the lake.
     pub lake_bytes: u64,
-    /// Dead letters committed.
+    /// Dead letters committed (`sinks.dlq.rows`).
     pub dead_letters: u64,
     /// Batches a sink could not make durable (0 on success).
     pub undelivered_batches: u64,
@@ -89,34 +91,20 @@ impl RunSummary {
 
     /// Input megabytes per second over the whole run.
     pub fn mb_per_second(&self) -> f64 {
-        let bytes: u64 = self.sources.values().map(|c| c.bytes).sum();
+        let bytes: u64 = self.formats.values().map(|c| c.bytes).sum();
         bytes as f64 / 1e6 / self.seconds.max(1e-9)
     }
 }
 
-/// What a source thread hands back: its format, how reading went, and the
-/// acknowledgements it still waits for.
-type SourceOutcome = (Format, Result<ReadStats, SourceError>, Outstanding);
+/// What a source thread hands back: its format and how reading went.
+type SourceOutcome = (Format, Result<Finished, SourceError>);
 
-/// A stopped source's batches still in the pipeline.
-enum Outstanding {
-    /// Files and stdin: only whether each batch was delivered.
-    Lines(Pending),
-    /// Kafka: offsets to commit as the batches are delivered.
-    Kafka(KafkaCommitter),
-    /// The source failed before it handed anything out.
-    Nothing,
-}
+/// Nothing left to commit: a source that failed before it handed anything out.
+struct NothingOutstanding;
 
-impl Outstanding {
-    /// Waits for every batch (call it once the pipeline has drained), commits
-    /// what a source commits, and returns how many were not delivered.
-    fn settle(self) -> u64 {
-        match self {
-            Outstanding::Lines(pending) => pending.wait_all(),
-            Outstanding::Kafka(committer) => committer.commit_all(),
-            Outstanding::Nothing => 0,
-        }
+impl Outstanding for NothingOutstanding {
+    fn settle(self: Box<Self>) -> u64 {
+        0
     }
 }
 
@@ -157,12 +145,16 @@ fn lower_thread_priority(nice: i32) {
 /// every sink and returns what it did.
 pub fn run(cfg: &Config, opts: &RunOptions) -> Result<RunSummary> {
     let started = Instant::now();
-    for (i, source) in cfg.sources.iter().enumerate() {
-        if let SourceConfig::File(f) = source {
-            f.paths().with_context(|| format!("source[{i}].path"))?;
-        }
-    }
-    let until_caught_up = opts.until_caught_up;
+    let sources: Vec<(Format, Box<dyn Source>)> = cfg
+        .sources
+        .iter()
+        .enumerate()
+        .map(|(i, source)| {
+            let spec = source.spec();
+            let built = spec.build().with_context(|| format!("source[{i}]"))?;
+            Ok((spec.format(), built))
+        })
+        .collect::<Result<_>>()?;
     let geo = GeoIp::open(&cfg.geoip).context("[geoip]")?.map(Arc::new);
     let threat = Arc::new(ThreatEngine::from_config(&cfg.threat).context("[threat]")?);
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -171,14 +163,11 @@ pub fn run(cfg: &Config, opts: &RunOptions) -> Result<RunSummary> {
         .enable_all()
         .build()
         .context("starting the I/O runtime")?;
-    let formats: Vec<Format> = cfg.sources.iter().map(SourceConfig::format).collect();
-    let lanes = Lanes::start(&cfg.lake, &formats, rt.handle())?;
-    let dlq = rt
-        .block_on(DeadLetterWriter::open(&cfg.dlq))
-        .context("[dlq]")?;
+    let formats: Vec<Format> = sources.iter().map(|(format, _)| *format).collect();
+    let fanout = Fanout::start(&cfg.sinks(), &formats, rt.handle())?;
 
-    let shutdown = Arc::new(AtomicBool::new(false));
-    rt.spawn(crate::signals::watch(Arc::clone(&shutdown), geo.clone()));
+    let shutdown = Shutdown::new();
+    rt.spawn(crate::signals::watch(shutdown.clone(), geo.clone()));
     if let Some(addr) = cfg.metrics.address {
         let server = rt
             .block_on(crate::metrics::serve(addr))
@@ -193,49 +182,33 @@ pub fn run(cfg: &Config, opts: &RunOptions) -> Result<RunSummary> {
     let (batch_tx, batch_rx) = bounded::<Batch>(queue);
     let (done_tx, done_rx) = bounded::<Done>(queue);
 
-    let sources: Vec<JoinHandle<SourceOutcome>> = cfg
-        .sources
-        .iter()
-        .cloned()
+    let context = SourceContext {
+        out: BatchSender::new(batch_tx),
+        shutdown: shutdown.clone(),
+        runtime: rt.handle().clone(),
+        until_caught_up: opts.until_caught_up,
+        follow: opts.follow,
+    };
+    let source_threads: Vec<JoinHandle<SourceOutcome>> = sources
+        .into_iter()
         .enumerate()
-        .map(|(i, source)| {
-            let tx = batch_tx.clone();
-            let shutdown = Arc::clone(&shutdown);
-            let follow = opts.follow;
+        .map(|(i, (format, source))| {
+            let ctx = context.clone();
             std::thread::Builder::new()
                 .name(format!("source-{i}"))
                 .spawn(move || {
-                    let mut pending = Pending::default();
-                    let format = source.format();
-                    match source {
-                        SourceConfig::File(mut f) => {
-                            f.follow |= follow;
-                            let stats = f.run(&tx, &shutdown, &mut pending);
-                            (format, stats, Outstanding::Lines(pending))
-                        }
-                        SourceConfig::Stdin(s) => {
-                            let stats = s.run(&tx, &shutdown, &mut pending);
-                            (format, stats, Outstanding::Lines(pending))
-                        }
-                        SourceConfig::Kafka(k) => {
-                            match k.run(&tx, &shutdown, until_caught_up) {
-                                Ok((stats, committer)) => {
-                                    (format, Ok(stats), Outstanding::Kafka(committer))
-                                }
-                                Err(e) => {
-                                    // The others stop too: a pipeline missing
-                                    // a source should not look healthy.
-                                    shutdown.store(true, Ordering::Relaxed);
-                                    (format, Err(e), Outstanding::Nothing)
-                                }
-                            }
-                        }
+                    let outcome = source.run(&ctx);
+                    if outcome.is_err() {
+                        // The others stop too: a pipeline missing a source
+                        // should not look healthy.
+                        ctx.shutdown.trigger();
                     }
+                    (format, outcome)
                 })
                 .context("spawning a source thread")
         })
         .collect::<Result<_>>()?;
-    drop(batch_tx);
+    drop(context);
 
     let worker_nice = cfg.pipeline.worker_nice.unwrap_or(DEFAULT_WORKER_NICE);
     let intake = Arc::new(Mutex::new((batch_rx, 0u64)));
@@ -272,16 +245,15 @@ pub fn run(cfg: &Config, opts: &RunOptions) -> Result<RunSummary> {
         .collect::<Result<_>>()?;
     drop(done_tx);
 
-    let mut stage = SinkStage {
+    let mut stage = ScoringStage {
         scorer: WindowScorer::new(Arc::clone(&threat)),
-        lanes: Some(lanes),
-        lake: LakeStats::default(),
-        dlq,
+        fanout: Some(fanout),
+        sinks: BTreeMap::new(),
         counts: BTreeMap::new(),
         progress: Progress::new(opts.progress),
-        shutdown: Arc::clone(&shutdown),
+        shutdown: shutdown.clone(),
     };
-    let sink_result = rt.block_on(stage.run(done_rx));
+    let sink_result = stage.run(&done_rx);
 
     for handle in worker_handles {
         handle
@@ -290,20 +262,22 @@ pub fn run(cfg: &Config, opts: &RunOptions) -> Result<RunSummary> {
     }
     let mut summary = RunSummary::default();
     let mut source_error = None;
-    for handle in sources {
-        let (format, stats, outstanding) = handle
+    for handle in source_threads {
+        let (format, outcome) = handle
             .join()
             .map_err(|_| anyhow!("a source thread panicked"))?;
-        summary.undelivered_batches += outstanding.settle();
-        match stats {
-            Ok(s) => {
-                let c = summary.sources.entry(format.as_str()).or_default();
-                c.records += s.records;
-                c.bytes += s.bytes;
-            }
+        let (stats, outstanding) = match outcome {
+            Ok(Finished { stats, outstanding }) => (Some(stats), outstanding),
             Err(e) => {
                 source_error.get_or_insert(e);
+                (None, Box::new(NothingOutstanding) as Box<dyn Outstanding>)
             }
+        };
+        summary.undelivered_batches += outstanding.settle();
+        if let Some(s) = stats {
+            let c = summary.formats.entry(format.as_str()).or_default();
+            c.records += s.records;
+            c.bytes += s.bytes;
         }
     }
     stage.progress.finish();
@@ -312,16 +286,16 @@ pub fn run(cfg: &Config, opts: &RunOptions) -> Result<RunSummary> {
         return Err(e).context("a source failed");
     }
     for (format, counts) in &stage.counts {
-        let c = summary.sources.entry(format.as_str()).or_default();
+        let c = summary.formats.entry(format.as_str()).or_default();
         c.events = counts.events;
         c.dead_letters = counts.dead_letters;
     }
-    let LakeStats { rows, files, bytes } = stage.lake;
-    summary.lake_rows = rows;
-    summary.lake_files = files;
-    summary.lake_bytes = bytes;
-    let DeadLetterStats { records, .. } = stage.dlq.stats();
-    summary.dead_letters = records;
+    let lake = stage.sinks.get("lake").copied().unwrap_or_default();
+    summary.lake_rows = lake.rows;
+    summary.lake_files = lake.files;
+    summary.lake_bytes = lake.bytes;
+    summary.dead_letters = stage.sinks.get("dlq").map_or(0, |s| s.rows);
+    summary.sinks = std::mem::take(&mut stage.sinks);
     summary.seconds = started.elapsed().as_secs_f64();
     if summary.undelivered_batches > 0 {
         return Err(anyhow!(
@@ -332,36 +306,30 @@ pub fn run(cfg: &Config, opts: &RunOptions) -> Result<RunSummary> {
     Ok(summary)
 }
 
-struct SinkStage {
+/// The ordered stage: per-IP window scoring in source order, then the
+/// fan-out to the sinks.
+struct ScoringStage {
     scorer: WindowScorer,
-    /// Taken when the stage finishes, to close the lanes and collect their stats.
-    lanes: Option<Lanes>,
-    /// What the lanes committed, once they are closed.
-    lake: LakeStats,
-    dlq: DeadLetterWriter,
+    /// Taken when the stage finishes, to close the sinks and collect their stats.
+    fanout: Option<Fanout>,
+    /// What each sink made durable, once they are closed.
+    sinks: BTreeMap<&'static str, SinkStats>,
     counts: BTreeMap<Format, FormatCounts>,
     progress: Progress,
-    shutdown: Arc<AtomicBool>,
+    shutdown: Shutdown,
 }
 
-impl SinkStage {
+impl ScoringStage {
     /// Takes parsed batches in sequence order until the workers finish, then
-    /// commits every open file.
-    async fn run(&mut self, rx: Receiver<Done>) -> Result<()> {
+    /// closes every sink.
+    fn run(&mut self, rx: &Receiver<Done>) -> Result<()> {
         let mut waiting: BTreeMap<u64, Done> = BTreeMap::new();
         let mut next = 0u64;
         let mut failure: Option<anyhow::Error> = None;
         loop {
             let done = match rx.recv_timeout(Duration::from_millis(500)) {
                 Ok(done) => done,
-                Err(RecvTimeoutError::Timeout) => {
-                    if failure.is_none()
-                        && let Err(e) = self.roll_due().await
-                    {
-                        self.stop(&mut failure, e);
-                    }
-                    continue;
-                }
+                Err(RecvTimeoutError::Timeout) => continue,
                 Err(RecvTimeoutError::Disconnected) => break,
             };
             waiting.insert(done.seq, done);
@@ -372,9 +340,10 @@ impl SinkStage {
                     done.batch.ack.fail();
                     continue;
                 }
-                let result = self.process(done).await;
-                if let Err(e) = result.and(self.roll_due().await) {
-                    self.stop(&mut failure, e);
+                if let Err(e) = self.process(done) {
+                    tracing::error!("{e:#}; stopping the sources");
+                    self.shutdown.trigger();
+                    failure.get_or_insert(e);
                 }
             }
             gauge!("seclake_reorder_waiting_batches").set(waiting.len() as f64);
@@ -382,29 +351,20 @@ impl SinkStage {
         for (_, done) in waiting {
             done.batch.ack.fail();
         }
-        let closed = match self.lanes.take() {
-            Some(lanes) => lanes.finish().map(|stats| self.lake = stats),
+        let closed = match self.fanout.take() {
+            Some(fanout) => fanout
+                .finish()
+                .map(|stats| self.sinks = stats)
+                .map_err(anyhow::Error::from),
             None => Ok(()),
         };
-        let closed_dlq = self.dlq.close_all().await.context("writing dead letters");
         match failure {
             Some(e) => Err(e),
-            None => closed.and(closed_dlq),
+            None => closed,
         }
     }
 
-    fn stop(&self, failure: &mut Option<anyhow::Error>, e: anyhow::Error) {
-        tracing::error!("{e:#}; stopping the sources");
-        self.shutdown.store(true, Ordering::Relaxed);
-        failure.get_or_insert(e);
-    }
-
-    async fn roll_due(&mut self) -> Result<()> {
-        self.dlq.roll_due().await.context("writing dead letters")?;
-        Ok(())
-    }
-
-    async fn process(&mut self, done: Done) -> Result<()> {
+    fn process(&mut self, done: Done) -> Result<()> {
         let Done { batch, parsed, .. } = done;
         let parsed = match parsed {
             Ok(p) => p,
@@ -421,40 +381,38 @@ impl SinkStage {
                 return Err(e).context("scoring");
             }
         };
-        let lanes = self
-            .lanes
+        let rejected: Arc<[Rejected]> = parsed
+            .rejects
+            .iter()
+            .map(|r| Rejected {
+                position: batch.position(r.index),
+                reason: r.reason.to_string(),
+                raw: batch.record_bytes(r.index),
+            })
+            .collect();
+        let out = SinkBatch {
+            format,
+            events,
+            dead_letters: rejected,
+            ack: batch.ack.clone(),
+        };
+        let fanout = self
+            .fanout
             .as_ref()
-            .ok_or_else(|| anyhow!("lake lanes closed"))?;
-        let event_rows = events.num_rows() as u64;
-        lanes.send(format, events, &batch.ack)?;
-        if !parsed.rejects.is_empty() {
-            let reasons: Vec<String> = parsed
-                .rejects
-                .iter()
-                .map(|r| r.reason.to_string())
-                .collect();
-            let letters = parsed
-                .rejects
-                .iter()
-                .zip(&reasons)
-                .map(|(r, reason)| DeadLetter {
-                    position: batch.position(r.index),
-                    reason,
-                    raw: batch.record(r.index),
-                });
-            self.dlq.write(format, letters, &batch.ack).await?;
-        }
-        let events = event_rows;
-        let rejects = parsed.rejects.len() as u64;
+            .ok_or_else(|| anyhow!("the sinks are closed"))?;
+        fanout.send(&out)?;
+        let events = out.events.num_rows() as u64;
+        let rejects = out.dead_letters.len() as u64;
+        drop(out);
         let c = self.counts.entry(format).or_default();
         c.events += events;
         c.dead_letters += rejects;
-        let source = format.as_str();
-        counter!("seclake_records_total", "source" => source).increment(batch.len() as u64);
-        counter!("seclake_bytes_total", "source" => source).increment(batch.data.len() as u64);
-        counter!("seclake_events_total", "source" => source).increment(events);
+        let label = format.as_str();
+        counter!("seclake_records_total", "format" => label).increment(batch.len() as u64);
+        counter!("seclake_bytes_total", "format" => label).increment(batch.data.len() as u64);
+        counter!("seclake_events_total", "format" => label).increment(events);
         if rejects > 0 {
-            counter!("seclake_dead_letters_total", "source" => source).increment(rejects);
+            counter!("seclake_dead_letters_total", "format" => label).increment(rejects);
         }
         self.progress.update(&self.counts);
         Ok(())

@@ -56,21 +56,7 @@ pub struct ReplayReport {
     pub seconds: f64,
 }
 
-/// Parses `50000/s`, `50k/s`, `2M` or `50000` as records per second.
-pub fn parse_rate(text: &str) -> Result<f64, String> {
-    let number = text.trim().trim_end_matches("/s");
-    let (digits, scale) = match number.as_bytes().last() {
-        Some(b'k' | b'K') => (&number[..number.len() - 1], 1e3),
-        Some(b'm' | b'M') => (&number[..number.len() - 1], 1e6),
-        _ => (number, 1.0),
-    };
-    match digits.parse::<f64>() {
-        Ok(n) if n.is_finite() && n > 0.0 => Ok(n * scale),
-        _ => Err(format!(
-            "{text:?} is not a rate: write records per second, e.g. 50000/s or 50k/s"
-        )),
-    }
-}
+pub use seclake_ingest::generate::parse_rate;
 
 /// Counts what the broker acknowledged, from librdkafka's delivery reports.
 #[derive(Default)]
@@ -255,20 +241,4 @@ fn ensure_topic(opts: &ReplayOptions) -> Result<(i32, bool)> {
     }
     let n = partitions(&admin)?.unwrap_or(opts.partitions);
     Ok((n, created))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn rates_read_as_records_per_second() {
-        assert_eq!(parse_rate("50000/s"), Ok(50_000.0));
-        assert_eq!(parse_rate("50k/s"), Ok(50_000.0));
-        assert_eq!(parse_rate("2M"), Ok(2_000_000.0));
-        assert_eq!(parse_rate("750"), Ok(750.0));
-        for bad in ["", "fast", "0/s", "-5/s", "1/min"] {
-            assert!(parse_rate(bad).is_err(), "{bad}");
-        }
-    }
 }

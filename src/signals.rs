@@ -2,14 +2,14 @@
 //! drains and commits everything); SIGHUP reloads the GeoIP databases.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 
 use metrics::counter;
 use seclake_enrich::geoip::GeoIp;
+use seclake_ingest::Shutdown;
 use tokio::signal::unix::{SignalKind, signal};
 
 /// Watches for signals until the process ends.
-pub async fn watch(shutdown: Arc<AtomicBool>, geo: Option<Arc<GeoIp>>) {
+pub async fn watch(shutdown: Shutdown, geo: Option<Arc<GeoIp>>) {
     let (Ok(mut term), Ok(mut int), Ok(mut hup)) = (
         signal(SignalKind::terminate()),
         signal(SignalKind::interrupt()),
@@ -31,9 +31,9 @@ pub async fn watch(shutdown: Arc<AtomicBool>, geo: Option<Arc<GeoIp>>) {
     }
 }
 
-fn stop(shutdown: &AtomicBool, name: &str) {
+fn stop(shutdown: &Shutdown, name: &str) {
     tracing::info!("{name}: stopping sources, flushing sinks");
-    shutdown.store(true, Ordering::Relaxed);
+    shutdown.trigger();
 }
 
 fn reload(geo: Option<&GeoIp>) {

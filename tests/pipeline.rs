@@ -137,7 +137,7 @@ async fn every_good_line_reaches_the_lake_and_every_bad_one_the_dead_letters() {
             .filter(|l| l.source.as_str() == file.format)
             .count() as u64;
         assert_eq!(dead, file.malformed, "{} dead letters", file.format);
-        let s = summary.sources[file.format];
+        let s = summary.formats[file.format];
         assert_eq!((s.events, s.dead_letters), (good as u64, file.malformed));
     }
     // Each dead letter points at its line, which holds exactly the raw bytes.
@@ -174,7 +174,7 @@ async fn gzip_input_gives_the_same_lake_as_plain() {
     .await
     .expect("joined");
     let (sa, sb) = (sa.expect("plain runs"), sb.expect("gzip runs"));
-    assert_eq!(sa.sources, sb.sources);
+    assert_eq!(sa.formats, sb.formats);
     assert_eq!(
         lake_counts(plain_dir.path()).await,
         lake_counts(gz_dir.path()).await

@@ -57,6 +57,12 @@ impl Ack {
         (Ack(Arc::new(inner)), AckWaiter(rx))
     }
 
+    /// A handle nobody waits for, for a sink that takes no part in
+    /// acknowledgement: holding or failing it changes nothing.
+    pub fn detached() -> Ack {
+        Ack::new().0
+    }
+
     /// Marks the batch as not delivered; the waiter will see [`AckStatus::Failed`].
     pub fn fail(&self) {
         self.0.failed.store(true, Ordering::Release);

@@ -9,14 +9,15 @@ use std::fs::File;
 use std::io::{self, BufReader, Read};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
-use crossbeam_channel::Sender;
 use flate2::read::MultiGzDecoder;
 use serde::Deserialize;
 
+use crate::source::{
+    Finished, KeyError, Outstanding, ReadStats, Source, SourceContext, SourceSpec,
+};
 use crate::{Ack, AckStatus, AckWaiter, Batch, Format, Origin, Record, SourceError};
 
 /// `[[source]] type = "file"`: NDJSON files, `.gz` ones decompressed.
@@ -67,17 +68,6 @@ pub(crate) fn default_max_record_bytes() -> usize {
 /// How often a followed file is polled for new data at EOF.
 const FOLLOW_POLL: Duration = Duration::from_millis(200);
 
-/// What a line source read.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-pub struct ReadStats {
-    /// Records handed to the pipeline.
-    pub records: u64,
-    /// Bytes read (after decompression).
-    pub bytes: u64,
-    /// Batches handed to the pipeline.
-    pub batches: u64,
-}
-
 /// Acknowledgements a source is still waiting for, oldest first.
 ///
 /// A file source has no offsets to commit yet, but it keeps the waiters so the
@@ -89,7 +79,7 @@ pub struct Pending {
 }
 
 impl Pending {
-    fn push(&mut self, waiter: AckWaiter) {
+    pub(crate) fn push(&mut self, waiter: AckWaiter) {
         self.waiters.push_back(waiter);
         // Drop what has completed, in order, so the queue stays short.
         while let Some(front) = self.waiters.front_mut() {
@@ -135,12 +125,11 @@ impl FileConfig {
         Ok(paths)
     }
 
-    /// Reads every matching file into batches sent on `tx`, until EOF (or,
+    /// Reads every matching file into batches sent on `out`, until EOF (or,
     /// with `follow`, until `shutdown` is set).
-    pub fn run(
+    pub fn read(
         &self,
-        tx: &Sender<Batch>,
-        shutdown: &AtomicBool,
+        ctx: &SourceContext,
         pending: &mut Pending,
     ) -> Result<ReadStats, SourceError> {
         let mut stats = ReadStats::default();
@@ -152,12 +141,12 @@ impl FileConfig {
             })?;
             let mut lines =
                 LineReader::new(reader, origin, self.batch_bytes, self.max_record_bytes);
-            lines.follow = self.follow;
-            let s = lines.send_all(self.format, tx, shutdown, pending)?;
+            lines.follow = self.follow || ctx.follow;
+            let s = lines.send_all(self.format, ctx, pending)?;
             stats.records += s.records;
             stats.bytes += s.bytes;
             stats.batches += s.batches;
-            if shutdown.load(Ordering::Relaxed) {
+            if ctx.shutdown.is_set() {
                 break;
             }
         }
@@ -165,12 +154,73 @@ impl FileConfig {
     }
 }
 
+impl SourceSpec for FileConfig {
+    fn format(&self) -> Format {
+        self.format
+    }
+
+    fn check(&self) -> Result<(), KeyError> {
+        if self.path.trim().is_empty() {
+            return Err(KeyError::new("path", "is empty"));
+        }
+        Ok(())
+    }
+
+    fn build(&self) -> Result<Box<dyn Source>, SourceError> {
+        self.paths()?;
+        Ok(Box::new(LineSource::Files(self.clone())))
+    }
+}
+
+impl SourceSpec for StdinConfig {
+    fn format(&self) -> Format {
+        self.format
+    }
+
+    fn check(&self) -> Result<(), KeyError> {
+        Ok(())
+    }
+
+    fn build(&self) -> Result<Box<dyn Source>, SourceError> {
+        Ok(Box::new(LineSource::Stdin(self.clone())))
+    }
+
+    fn exclusive(&self) -> Option<&'static str> {
+        Some("stdin")
+    }
+}
+
+/// A running file or stdin source.
+enum LineSource {
+    Files(FileConfig),
+    Stdin(StdinConfig),
+}
+
+impl Source for LineSource {
+    fn run(self: Box<Self>, ctx: &SourceContext) -> Result<Finished, SourceError> {
+        let mut pending = Pending::default();
+        let stats = match *self {
+            LineSource::Files(config) => config.read(ctx, &mut pending),
+            LineSource::Stdin(config) => config.read(ctx, &mut pending),
+        }?;
+        Ok(Finished {
+            stats,
+            outstanding: Box::new(pending),
+        })
+    }
+}
+
+impl Outstanding for Pending {
+    fn settle(self: Box<Self>) -> u64 {
+        self.wait_all()
+    }
+}
+
 impl StdinConfig {
-    /// Reads standard input into batches sent on `tx` until EOF or `shutdown`.
-    pub fn run(
+    /// Reads standard input into batches sent on `out` until EOF or `shutdown`.
+    pub fn read(
         &self,
-        tx: &Sender<Batch>,
-        shutdown: &AtomicBool,
+        ctx: &SourceContext,
         pending: &mut Pending,
     ) -> Result<ReadStats, SourceError> {
         let stdin = io::stdin().lock();
@@ -180,7 +230,7 @@ impl StdinConfig {
             self.batch_bytes,
             self.max_record_bytes,
         )
-        .send_all(self.format, tx, shutdown, pending)
+        .send_all(self.format, ctx, pending)
     }
 }
 
@@ -330,8 +380,7 @@ impl<R: Read> LineReader<R> {
     fn send_all(
         mut self,
         format: Format,
-        tx: &Sender<Batch>,
-        shutdown: &AtomicBool,
+        ctx: &SourceContext,
         pending: &mut Pending,
     ) -> Result<ReadStats, SourceError> {
         let mut stats = ReadStats::default();
@@ -339,7 +388,7 @@ impl<R: Read> LineReader<R> {
             origin: origin.to_owned(),
             source,
         };
-        while !shutdown.load(Ordering::Relaxed) {
+        while !ctx.shutdown.is_set() {
             match self.next_batch().map_err(|e| io_err(&self.origin, e))? {
                 Some((data, records)) => {
                     let (ack, waiter) = Ack::new();
@@ -353,7 +402,7 @@ impl<R: Read> LineReader<R> {
                         records,
                         ack,
                     };
-                    tx.send(batch).map_err(|_| SourceError::Closed)?;
+                    ctx.out.send(batch)?;
                     pending.push(waiter);
                 }
                 None if self.follow => {
@@ -436,9 +485,13 @@ mod tests {
             max_record_bytes: default_max_record_bytes(),
         };
         let (tx, rx) = crossbeam_channel::unbounded();
-        let mut pending = Pending::default();
-        let stats = cfg.run(&tx, &AtomicBool::new(false), &mut pending).unwrap();
-        drop(tx);
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let ctx = SourceContext::new(crate::BatchSender::new(tx), runtime.handle().clone());
+        let finished = cfg.build().unwrap().run(&ctx).unwrap();
+        drop(ctx);
+        let stats = finished.stats;
         assert_eq!(stats.records, 3);
         let batches: Vec<Batch> = rx.iter().collect();
         assert!(batches[0].origin.to_string().ends_with("a.ndjson"));
@@ -448,7 +501,7 @@ mod tests {
             format!("{}:2", batches[1].origin)
         );
         drop(batches);
-        assert_eq!(pending.wait_all(), 0);
+        assert_eq!(finished.outstanding.settle(), 0);
     }
 
     #[test]

@@ -21,12 +21,10 @@
 //! reads them again (at least once: duplicates, never gaps).
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use crossbeam_channel::{SendTimeoutError, Sender};
 use metrics::{counter, gauge, histogram};
 use rdkafka::client::OAuthToken;
 use rdkafka::config::RDKafkaLogLevel;
@@ -36,9 +34,8 @@ use rdkafka::message::Message as _;
 use rdkafka::{ClientConfig, ClientContext, Offset, Statistics, TopicPartitionList};
 use serde::Deserialize;
 
-use crate::file::ReadStats;
-
 mod msk_iam;
+use crate::source::{self as contract, BatchSender, ReadStats, Shutdown};
 use crate::{Ack, AckStatus, AckWaiter, Batch, Format, Origin, Record, SourceError};
 
 /// `[[source]] type = "kafka"`: one topic, read by a consumer group.
@@ -242,15 +239,15 @@ impl KafkaConfig {
         config
     }
 
-    /// Reads the topic, handing batches to `tx`, until `shutdown` is set (or,
+    /// Reads the topic, handing batches to `out`, until `shutdown` is set (or,
     /// with `until_caught_up`, until every assigned partition is read to its
     /// end). Everything collected is then handed over, and the returned
     /// [`KafkaCommitter`] commits what the sinks acknowledge once the pipeline
     /// has drained.
     pub fn run(
         &self,
-        tx: &Sender<Batch>,
-        shutdown: &AtomicBool,
+        out: &BatchSender,
+        shutdown: &Shutdown,
         until_caught_up: bool,
     ) -> Result<(ReadStats, KafkaCommitter), SourceError> {
         match &self.msk_iam_region {
@@ -261,12 +258,12 @@ impl KafkaConfig {
                         message,
                     })?;
                 let (stats, consumer) =
-                    self.run_with::<true>(tx, shutdown, until_caught_up, Some(signer))?;
+                    self.run_with::<true>(out, shutdown, until_caught_up, Some(signer))?;
                 Ok((stats, KafkaCommitter(Committer::MskIam(consumer))))
             }
             None => {
                 let (stats, consumer) =
-                    self.run_with::<false>(tx, shutdown, until_caught_up, None)?;
+                    self.run_with::<false>(out, shutdown, until_caught_up, None)?;
                 Ok((stats, KafkaCommitter(Committer::Plain(consumer))))
             }
         }
@@ -277,8 +274,8 @@ impl KafkaConfig {
     /// (OIDC) work only without a token callback.
     fn run_with<const MSK_IAM: bool>(
         &self,
-        tx: &Sender<Batch>,
-        shutdown: &AtomicBool,
+        tx: &BatchSender,
+        shutdown: &Shutdown,
         until_caught_up: bool,
         signer: Option<msk_iam::Signer>,
     ) -> Result<(ReadStats, BaseConsumer<SourceContext<MSK_IAM>>), SourceError> {
@@ -684,11 +681,11 @@ struct Reader<'a, const M: bool> {
 impl<const M: bool> Reader<'_, M> {
     fn read(
         &mut self,
-        tx: &Sender<Batch>,
-        shutdown: &AtomicBool,
+        tx: &BatchSender,
+        shutdown: &Shutdown,
         until_caught_up: bool,
     ) -> Result<(), SourceError> {
-        while !shutdown.load(Ordering::Relaxed) {
+        while !shutdown.is_set() {
             let handed = self.hand_over(tx)?;
             self.set_paused(!handed);
             let timeout = if self.paused {
@@ -846,19 +843,15 @@ impl<const M: bool> Reader<'_, M> {
     /// Hands the backlog to the pipeline, waiting up to [`STALL`] for room;
     /// false when the pipeline is still full then. Batches of partitions
     /// revoked meanwhile are dropped (their next owner reads them).
-    fn hand_over(&mut self, tx: &Sender<Batch>) -> Result<bool, SourceError> {
+    fn hand_over(&mut self, tx: &BatchSender) -> Result<bool, SourceError> {
         while let Some((partition, generation, batch)) = self.backlog.pop_front() {
             if !self.current(partition, generation) {
                 batch.ack.fail();
                 continue;
             }
-            match tx.send_timeout(batch, STALL) {
-                Ok(()) => {}
-                Err(SendTimeoutError::Timeout(batch)) => {
-                    self.backlog.push_front((partition, generation, batch));
-                    return Ok(false);
-                }
-                Err(SendTimeoutError::Disconnected(_)) => return Err(SourceError::Closed),
+            if let Some(batch) = tx.send_timeout(batch, STALL)? {
+                self.backlog.push_front((partition, generation, batch));
+                return Ok(false);
             }
         }
         Ok(true)
@@ -930,16 +923,50 @@ impl<const M: bool> Reader<'_, M> {
 
     /// Hands everything collected to the pipeline, waiting for room: the
     /// source is stopping, so nothing more is polled.
-    fn drain(&mut self, tx: &Sender<Batch>) -> Result<(), SourceError> {
+    fn drain(&mut self, tx: &BatchSender) -> Result<(), SourceError> {
         self.flush(true);
         while let Some((partition, generation, batch)) = self.backlog.pop_front() {
             if !self.current(partition, generation) {
                 batch.ack.fail();
                 continue;
             }
-            tx.send(batch).map_err(|_| SourceError::Closed)?;
+            tx.send(batch)?;
         }
         Ok(())
+    }
+}
+
+impl contract::SourceSpec for KafkaConfig {
+    fn format(&self) -> Format {
+        self.format
+    }
+
+    fn check(&self) -> Result<(), contract::KeyError> {
+        KafkaConfig::check(self).map_err(|e| contract::KeyError::new(e.key, e.message))
+    }
+
+    fn build(&self) -> Result<Box<dyn contract::Source>, SourceError> {
+        Ok(Box::new(self.clone()))
+    }
+}
+
+impl contract::Source for KafkaConfig {
+    fn run(
+        self: Box<Self>,
+        ctx: &contract::SourceContext,
+    ) -> Result<contract::Finished, SourceError> {
+        let (stats, committer) =
+            KafkaConfig::run(&self, &ctx.out, &ctx.shutdown, ctx.until_caught_up)?;
+        Ok(contract::Finished {
+            stats,
+            outstanding: Box::new(committer),
+        })
+    }
+}
+
+impl contract::Outstanding for KafkaCommitter {
+    fn settle(self: Box<Self>) -> u64 {
+        self.commit_all()
     }
 }
 

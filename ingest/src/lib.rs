@@ -9,12 +9,18 @@
 
 mod ack;
 pub mod file;
+pub mod generate;
 pub mod kafka;
 mod position;
+pub mod source;
 
 pub use ack::{Ack, AckStatus, AckWaiter};
-pub use position::Position;
+pub use position::{BadSequenceNumber, Position, SequenceNumber};
 pub use seclake_format::Format;
+pub use source::{
+    BatchSender, Finished, KeyError, Outstanding, ReadStats, Shutdown, Source, SourceConfig,
+    SourceContext, SourceSpec,
+};
 
 use std::fmt;
 use std::ops::Range;
@@ -29,7 +35,9 @@ pub struct Record {
     pub start: u32,
     /// End of the byte range (exclusive).
     pub end: u32,
-    /// Source-specific sequence: the 1-based line number for files and stdin.
+    /// Source-specific number that, with the batch's [`Origin`], locates the
+    /// record: the 1-based line for lines, the offset for Kafka, the index in
+    /// the batch (Kinesis) or in the delivery (Firehose).
     pub seq: u64,
     /// The record was longer than the source's limit and holds only its first bytes.
     pub truncated: bool,
@@ -45,7 +53,7 @@ impl Record {
 /// gives the record's [`Position`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Origin {
-    /// A file, or `stdin`; `seq` is the 1-based line number.
+    /// A file, `stdin` or a generator; `seq` is the 1-based line number.
     Lines(Arc<str>),
     /// One partition of a Kafka topic; `seq` is the offset.
     Kafka {
@@ -56,6 +64,21 @@ pub enum Origin {
         /// Each record's key as a byte range in [`Batch::data`], by record index.
         keys: Vec<Option<(u32, u32)>>,
     },
+    /// One shard of a Kinesis stream; `seq` is the record's index in the batch.
+    Kinesis {
+        /// The stream name.
+        stream: Arc<str>,
+        /// The shard id.
+        shard_id: Arc<str>,
+        /// Each record's sequence number and KPL sub-sequence, by record index.
+        sequences: Vec<(SequenceNumber, Option<u32>)>,
+    },
+    /// One Firehose HTTP endpoint delivery; `seq` is the record's index in
+    /// the delivery.
+    Firehose {
+        /// The delivery's request id.
+        request_id: Arc<str>,
+    },
 }
 
 impl fmt::Display for Origin {
@@ -65,6 +88,10 @@ impl fmt::Display for Origin {
             Origin::Kafka {
                 topic, partition, ..
             } => write!(f, "kafka:{topic}/{partition}"),
+            Origin::Kinesis {
+                stream, shard_id, ..
+            } => write!(f, "kinesis:{stream}/{shard_id}"),
+            Origin::Firehose { request_id } => write!(f, "firehose:{request_id}"),
         }
     }
 }
@@ -100,6 +127,11 @@ impl Batch {
         &self.data[self.records[i].range()]
     }
 
+    /// Raw bytes of record `i`, sharing the batch's buffer.
+    pub fn record_bytes(&self, i: usize) -> Bytes {
+        self.data.slice(self.records[i].range())
+    }
+
     /// Where record `i` came from.
     pub fn position(&self, i: usize) -> Position {
         let seq = self.records[i].seq;
@@ -119,6 +151,23 @@ impl Batch {
                 key: keys.get(i).copied().flatten().map(|(start, end)| {
                     String::from_utf8_lossy(&self.data[start as usize..end as usize]).into_owned()
                 }),
+            },
+            Origin::Kinesis {
+                stream,
+                shard_id,
+                sequences,
+            } => {
+                let (sequence_number, sub_sequence) = sequences[i].clone();
+                Position::Kinesis {
+                    stream: Arc::clone(stream),
+                    shard_id: Arc::clone(shard_id),
+                    sequence_number,
+                    sub_sequence,
+                }
+            }
+            Origin::Firehose { request_id } => Position::Firehose {
+                request_id: Arc::clone(request_id),
+                record_index: u32::try_from(seq).unwrap_or(u32::MAX),
             },
         }
     }

@@ -103,6 +103,8 @@ pub struct DeadLetterStats {
     pub records: u64,
     /// Committed files.
     pub files: u64,
+    /// Bytes in committed files.
+    pub bytes: u64,
 }
 
 struct OpenFile {
@@ -201,6 +203,7 @@ impl DeadLetterWriter {
             uuid::Uuid::now_v7().simple()
         );
         let path = self.location.child(&relative);
+        let size = file.buf.len() as u64;
         match self
             .location
             .store
@@ -210,6 +213,7 @@ impl DeadLetterWriter {
             Ok(_) => {
                 self.stats.records += file.records;
                 self.stats.files += 1;
+                self.stats.bytes += size;
                 drop(file.acks);
                 Ok(())
             }
@@ -254,5 +258,56 @@ impl DeadLetterWriter {
     /// Records and files written so far.
     pub fn stats(&self) -> DeadLetterStats {
         self.stats
+    }
+}
+
+#[async_trait::async_trait]
+impl crate::SinkSpec for DeadLetterConfig {
+    fn name(&self) -> &'static str {
+        "dlq"
+    }
+
+    fn takes(&self) -> crate::Takes {
+        crate::Takes::DeadLetters
+    }
+
+    fn check(&self) -> Result<(), SinkError> {
+        crate::store::check_url("dlq.url", &self.url)
+    }
+
+    async fn open(&self) -> Result<Box<dyn crate::Sink>, SinkError> {
+        Ok(Box::new(DeadLetterWriter::open(self).await?))
+    }
+}
+
+#[async_trait::async_trait]
+impl crate::Sink for DeadLetterWriter {
+    async fn write(&mut self, batch: &crate::SinkBatch) -> Result<(), SinkError> {
+        let letters = batch.dead_letters.iter().map(|r| DeadLetter {
+            position: r.position.clone(),
+            reason: &r.reason,
+            raw: &r.raw,
+        });
+        DeadLetterWriter::write(self, batch.format, letters, &batch.ack).await
+    }
+
+    async fn roll_due(&mut self) -> Result<(), SinkError> {
+        DeadLetterWriter::roll_due(self).await
+    }
+
+    async fn close(&mut self) -> Result<(), SinkError> {
+        self.close_all().await
+    }
+
+    fn stats(&self) -> crate::SinkStats {
+        crate::SinkStats {
+            rows: self.stats.records,
+            files: self.stats.files,
+            bytes: self.stats.bytes,
+        }
+    }
+
+    fn open_files(&self) -> usize {
+        self.open.len()
     }
 }

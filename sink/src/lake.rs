@@ -533,3 +533,51 @@ fn split_by_hour(
         })
         .collect()
 }
+
+#[async_trait::async_trait]
+impl crate::SinkSpec for LakeConfig {
+    fn name(&self) -> &'static str {
+        "lake"
+    }
+
+    fn takes(&self) -> crate::Takes {
+        crate::Takes::Events
+    }
+
+    /// One writer per format: the formats encode in parallel.
+    fn lanes(&self) -> crate::Lanes {
+        crate::Lanes::PerFormat
+    }
+
+    fn check(&self) -> Result<(), SinkError> {
+        crate::store::check_url("lake.url", &self.url)
+    }
+
+    async fn open(&self) -> Result<Box<dyn crate::Sink>, SinkError> {
+        Ok(Box::new(LakeWriter::open(self).await?))
+    }
+}
+
+#[async_trait::async_trait]
+impl crate::Sink for LakeWriter {
+    async fn write(&mut self, batch: &crate::SinkBatch) -> Result<(), SinkError> {
+        LakeWriter::write(self, batch.format, &batch.events, &batch.ack).await
+    }
+
+    async fn roll_due(&mut self) -> Result<(), SinkError> {
+        LakeWriter::roll_due(self).await.map(drop)
+    }
+
+    async fn close(&mut self) -> Result<(), SinkError> {
+        self.close_all().await
+    }
+
+    fn stats(&self) -> crate::SinkStats {
+        let LakeStats { rows, files, bytes } = LakeWriter::stats(self);
+        crate::SinkStats { rows, files, bytes }
+    }
+
+    fn open_files(&self) -> usize {
+        LakeWriter::open_files(self)
+    }
+}

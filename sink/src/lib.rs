@@ -1,17 +1,22 @@
-//! Sinks for seclake: the Parquet lake and the dead-letter output.
+//! Sinks for seclake: the Parquet lake and the dead-letter output, the
+//! [`Sink`] contract they implement, and the [`Fanout`] that runs them.
 //!
 //! Every sink takes an [`seclake_ingest::Ack`] with the data it is given and
 //! holds a clone until that data is durable; committing a file drops them.
 
+mod contract;
 pub mod dead_letter;
 pub mod lake;
+mod lanes;
 pub mod store;
 
 use futures::StreamExt as _;
 use object_store::ObjectStore as _;
 
+pub use contract::{Lanes, Rejected, Sink, SinkBatch, SinkSpec, SinkStats, Takes};
 pub use dead_letter::{DeadLetter, DeadLetterConfig, DeadLetterLine, DeadLetterWriter};
 pub use lake::{LakeConfig, LakeStats, LakeWriter};
+pub use lanes::{Fanout, FanoutError};
 pub use store::Location;
 
 /// Errors from the sinks; each names the config key or the object involved.

@@ -174,7 +174,10 @@ struct ManifestFile {
 /// `seclake run --summary-json` output (the fields checked here).
 #[derive(Debug, Clone, Deserialize)]
 struct Summary {
-    sources: BTreeMap<String, FormatCounts>,
+    /// Per format (`sources` before the source/sink contracts, so the bench
+    /// reads binaries of either age).
+    #[serde(alias = "sources")]
+    formats: BTreeMap<String, FormatCounts>,
     lake_rows: u64,
     lake_files: u64,
     lake_bytes: u64,
@@ -811,7 +814,7 @@ fn verify(inputs: &[Input], run: &E2eRun) -> Vec<String> {
     for input in inputs {
         let name = input.format.as_str();
         let want_events = input.events();
-        let c = s.sources.get(name).copied().unwrap_or_default();
+        let c = s.formats.get(name).copied().unwrap_or_default();
         if c.events != want_events {
             failures.push(format!(
                 "{name}: summary has {} events, expected {want_events} ({} lines − {} malformed)",
@@ -838,7 +841,7 @@ fn verify(inputs: &[Input], run: &E2eRun) -> Vec<String> {
             ));
         }
     }
-    for name in s.sources.keys() {
+    for name in s.formats.keys() {
         if !inputs.iter().any(|i| i.format.as_str() == name) {
             failures.push(format!(
                 "summary has a source {name} that was not configured"
@@ -1083,7 +1086,7 @@ impl<'a> Report<'a> {
             "cpu_seconds": run.cpu.as_secs_f64(),
             "lake_bytes": run.lake.bytes,
             "lake_files": run.lake.files,
-            "records": run.summary.sources.values().map(|c| c.records).sum::<u64>(),
+            "records": run.summary.formats.values().map(|c| c.records).sum::<u64>(),
         })
     }
 }
