@@ -32,7 +32,7 @@ use seclake_enrich::threat::ThreatEngine;
 use seclake_ingest::{
     Batch, BatchSender, Finished, Format, Outstanding, Shutdown, Source, SourceContext, SourceError,
 };
-use seclake_sink::{Fanout, Rejected, SinkBatch, SinkStats};
+use seclake_sink::{Fanout, Rejected, SinkBatch, SinkSpec, SinkStats};
 use serde::Serialize;
 
 use crate::config::Config;
@@ -144,6 +144,15 @@ fn lower_thread_priority(nice: i32) {
 /// Runs the pipeline until every source ends (or a shutdown signal), flushes
 /// every sink and returns what it did.
 pub fn run(cfg: &Config, opts: &RunOptions) -> Result<RunSummary> {
+    run_with_sinks(cfg, opts, &[])
+}
+
+/// [`run`] with sinks beyond the config's (embedding, tests), after them.
+pub fn run_with_sinks(
+    cfg: &Config,
+    opts: &RunOptions,
+    extra_sinks: &[&dyn SinkSpec],
+) -> Result<RunSummary> {
     let started = Instant::now();
     let sources: Vec<(Format, Box<dyn Source>)> = cfg
         .sources
@@ -164,7 +173,9 @@ pub fn run(cfg: &Config, opts: &RunOptions) -> Result<RunSummary> {
         .build()
         .context("starting the I/O runtime")?;
     let formats: Vec<Format> = sources.iter().map(|(format, _)| *format).collect();
-    let fanout = Fanout::start(&cfg.sinks(), &formats, rt.handle())?;
+    let mut sinks = cfg.sinks();
+    sinks.extend_from_slice(extra_sinks);
+    let fanout = Fanout::start(&sinks, &formats, rt.handle())?;
 
     let shutdown = Shutdown::new();
     rt.spawn(crate::signals::watch(shutdown.clone(), geo.clone()));
