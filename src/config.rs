@@ -4,9 +4,11 @@
 
 use std::net::SocketAddr;
 use std::path::Path;
+use std::time::Duration;
 
 use seclake_enrich::geoip::GeoIpConfig;
 use seclake_enrich::threat::ThreatConfig;
+use seclake_enrich::time_window::{self, TimeWindow};
 pub use seclake_ingest::SourceConfig;
 use seclake_sink::{DeadLetterConfig, LakeConfig, SinkSpec};
 use serde::Deserialize;
@@ -60,6 +62,26 @@ pub struct PipelineConfig {
     /// increment, 0-19, default 5), so that the ordered stages after them
     /// (window scoring, the lake) run as soon as a batch is ready. 0 turns it off.
     pub worker_nice: Option<i32>,
+    /// How far after its ingest time an event may be, e.g. `"1h"` (the
+    /// default); later ones are dead letters.
+    #[serde(default, deserialize_with = "time_window::config::duration")]
+    pub max_future_skew: Option<Duration>,
+    /// How far before its ingest time an event may be, e.g. `"7d"`; older
+    /// ones are dead letters. `"off"` (the default) keeps every age.
+    #[serde(default, deserialize_with = "time_window::config::duration_or_off")]
+    pub max_age: Option<Duration>,
+}
+
+impl PipelineConfig {
+    /// Which event times the workers keep.
+    pub fn time_window(&self) -> TimeWindow {
+        TimeWindow {
+            max_future_skew: self
+                .max_future_skew
+                .unwrap_or(TimeWindow::DEFAULT_MAX_FUTURE_SKEW),
+            max_age: self.max_age,
+        }
+    }
 }
 
 /// A config problem, naming the key or the file.

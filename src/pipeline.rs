@@ -227,7 +227,11 @@ pub fn run_with_sinks(
         .map(|i| {
             let intake = Arc::clone(&intake);
             let done_tx = done_tx.clone();
-            let mut enricher = Enricher::new(geo.as_ref(), Arc::clone(&threat));
+            let mut enricher = Enricher::new(
+                geo.as_ref(),
+                Arc::clone(&threat),
+                cfg.pipeline.time_window(),
+            );
             std::thread::Builder::new()
                 .name(format!("worker-{i}"))
                 .spawn(move || {

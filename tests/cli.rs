@@ -7,7 +7,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use common::{BIN, Seclake, free_port, get, wait_for};
+use common::{BIN, Seclake, dead_letter_lines, free_port, get, wait_for};
 
 fn write_config(dir: &Path, source: &str, extra: &str) -> std::path::PathBuf {
     let d = dir.display();
@@ -66,6 +66,59 @@ fn validate_names_a_corrupt_geoip_database() {
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("broken.mmdb"), "{stderr}");
+}
+
+#[test]
+fn validate_names_a_bad_max_future_skew() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let source = "[[source]]\ntype = \"file\"\nformat = \"waf\"\npath = \"x\"\n";
+    let pipeline = "[pipeline]\nmax_future_skew = \"soon\"\n";
+    let config = write_config(dir.path(), source, pipeline);
+    let out = Command::new(BIN)
+        .args(["validate", "--config"])
+        .arg(&config)
+        .output()
+        .expect("runs");
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("pipeline.max_future_skew") && stderr.contains("\"soon\""),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn a_far_future_waf_record_is_a_dead_letter_and_not_in_the_lake() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let waf = |ts_ms: i64| {
+        format!(
+            r#"{{"timestamp":{ts_ms},"action":"ALLOW","httpRequest":{{"clientIp":"198.51.100.7","uri":"/"}}}}"#
+        )
+    };
+    // 3000-01-01T00:00:00Z, in ms.
+    let future = waf(32_503_680_000_000);
+    let now = waf(chrono::Utc::now().timestamp_millis());
+    let log = dir.path().join("waf.ndjson");
+    std::fs::write(&log, format!("{now}\n{future}\n")).expect("written");
+    let source = format!(
+        "[[source]]\ntype = \"file\"\nformat = \"waf\"\npath = \"{}\"\n",
+        log.display()
+    );
+    let port = free_port();
+    let config = write_config(dir.path(), &source, &Seclake::metrics_section(port));
+    let summary = Seclake::start(&config, port, &[]).wait_success(Duration::from_secs(60));
+
+    assert_eq!(summary["lake_rows"], 1, "{summary}");
+    let letters = dead_letter_lines(dir.path());
+    assert_eq!(letters.len(), 1, "{letters:?}");
+    let reason = &letters[0].reason;
+    assert!(
+        reason.starts_with("invalid waf record: event time 3000-01-01T00:00:00Z is ")
+            && reason.ends_with("; the limit is pipeline.max_future_skew = 1h"),
+        "{reason}"
+    );
+    assert_eq!(letters[0].raw_bytes(), Some(future.into_bytes()));
+    assert!(!dir.path().join("lake/source=waf/dt=3000-01-01").exists());
 }
 
 /// Starts `seclake run` on `source` (a `[[source]]` table and extra

@@ -12,6 +12,7 @@ use seclake_enrich::parse::Enricher;
 use seclake_enrich::schema::Event;
 use seclake_enrich::scoring::WindowScorer;
 use seclake_enrich::threat::ThreatEngine;
+use seclake_enrich::time_window::TimeWindow;
 use seclake_ingest::Format;
 use serde::Serialize;
 
@@ -35,7 +36,8 @@ fn run_sample(format: Format) -> Golden {
     .expect("test databases open")
     .map(Arc::new);
     let engine = Arc::new(ThreatEngine::defaults());
-    let mut enricher = Enricher::new(geo.as_ref(), Arc::clone(&engine));
+    // The samples keep their own times, ingested at 0.
+    let mut enricher = Enricher::new(geo.as_ref(), Arc::clone(&engine), TimeWindow::UNBOUNDED);
     let mut scorer = WindowScorer::new(engine);
 
     let sample = root().join(format!("fixtures/samples/{format}.ndjson"));

@@ -13,7 +13,7 @@ use std::sync::Arc;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use seclake_benches::{BATCH_RECORDS, Format, fixture_ndjson, parse_batches, split_lines};
 use seclake_enrich::scoring::WindowScorer;
-use seclake_enrich::threat::{Signals, Source, ThreatEngine};
+use seclake_enrich::threat::{Signals, ThreatEngine};
 use serde::Deserialize;
 
 const RECORDS: usize = 20_000;
@@ -121,7 +121,7 @@ fn scoring(c: &mut Criterion) {
             let rate_based = o.rec.terminating_rule_type.as_deref() == Some("RATE_BASED")
                 || !o.rec.rate_based_rule_list.is_empty();
             Signals {
-                source: Source::Waf,
+                format: seclake_ingest::Format::Waf,
                 client_ip: o.ip,
                 waf_action: Some(&o.rec.action),
                 terminating_rule_id: o.rec.terminating_rule_id.as_deref(),

@@ -28,6 +28,7 @@ use parquet::file::properties::WriterProperties;
 use seclake_enrich::parse::{Enricher, Parsed};
 use seclake_enrich::scoring::WindowScorer;
 use seclake_enrich::threat::ThreatEngine;
+use seclake_enrich::time_window::TimeWindow;
 
 pub use seclake_fixtures::Format;
 
@@ -157,9 +158,14 @@ fn floor_line(line: &[u8], stats: &mut FloorStats) {
     }
 }
 
-/// An enricher as a pipeline worker has it, without GeoIP.
+/// An enricher as a pipeline worker has it, without GeoIP and with no time
+/// window: the benches parse fixture records with ingest time 0.
 pub fn enricher() -> Enricher {
-    Enricher::new(None, Arc::new(ThreatEngine::defaults()))
+    Enricher::new(
+        None,
+        Arc::new(ThreatEngine::defaults()),
+        TimeWindow::UNBOUNDED,
+    )
 }
 
 /// Parses `lines` of `format` with the real typed parser (no GeoIP), in

@@ -1,7 +1,7 @@
 //! The sequential scoring stage: per-IP window findings, in input order.
 //!
 //! Workers parse batches in parallel and score each event on its own
-//! ([`crate::parse`]). Windows need every earlier event of the same IP, so they
+//! ([`crate::enrichment`]). Windows need every earlier event of the same IP, so they
 //! run here, one batch after another in source order: the scores are then the
 //! same on every run over the same input, whatever the thread timing.
 
@@ -10,7 +10,7 @@ use std::sync::Arc;
 use arrow::array::{ArrayRef, AsArray, Int32Builder, ListBuilder, RecordBatch, StringBuilder};
 use arrow::datatypes::Int32Type;
 
-use crate::parse::Parsed;
+use crate::enrichment::Parsed;
 use crate::schema::{SchemaError, threat_columns};
 use crate::threat::{Assessment, Lookup, ThreatEngine, WindowState};
 

@@ -2,22 +2,34 @@
 //! rejected with a reason, never a panic.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use proptest::prelude::*;
 use seclake_enrich::parse::{Enricher, ParseError, Parsed};
 use seclake_enrich::schema::Event;
 use seclake_enrich::threat::ThreatEngine;
+use seclake_enrich::time_window::TimeWindow;
 use seclake_ingest::Format;
 
+/// Parses with no time window: the records here keep their own times.
 fn parse(format: Format, lines: &[&[u8]]) -> Parsed {
-    let mut enricher = Enricher::new(None, Arc::new(ThreatEngine::defaults()));
+    parse_at(TimeWindow::UNBOUNDED, 1_700_000_000_000_000, format, lines)
+}
+
+/// Parses as ingested at `ingest_ts` (µs), keeping events inside `window`.
+fn parse_at(window: TimeWindow, ingest_ts: i64, format: Format, lines: &[&[u8]]) -> Parsed {
+    let mut enricher = Enricher::new(None, Arc::new(ThreatEngine::defaults()), window);
     enricher
-        .parse_records(
-            format,
-            lines.iter().map(|l| (*l, false)),
-            1_700_000_000_000_000,
-        )
+        .parse_records(format, lines.iter().map(|l| (*l, false)), ingest_ts)
         .expect("batch builds")
+}
+
+fn reasons(parsed: &Parsed) -> Vec<String> {
+    parsed
+        .rejects
+        .iter()
+        .map(|r| r.reason.to_string())
+        .collect()
 }
 
 fn events(parsed: &Parsed) -> Vec<Event> {
@@ -202,11 +214,154 @@ fn a_bad_timestamp_string_is_rejected_naming_the_field() {
 
 #[test]
 fn truncated_records_are_rejected_without_parsing() {
-    let mut enricher = Enricher::new(None, Arc::new(ThreatEngine::defaults()));
+    let mut enricher = Enricher::new(
+        None,
+        Arc::new(ThreatEngine::defaults()),
+        TimeWindow::UNBOUNDED,
+    );
     let parsed = enricher
         .parse_records(Format::Waf, [(WAF_BLOCK.as_bytes(), true)].into_iter(), 0)
         .expect("batch builds");
     assert_eq!(parsed.rejects[0].reason, ParseError::Truncated);
+}
+
+/// `WAF_BLOCK`'s time, 2024-11-25T00:00:00.123Z, in µs.
+const WAF_BLOCK_TS: i64 = 1_732_492_800_123_000;
+const HOUR_US: i64 = 3_600_000_000;
+const DAY_US: i64 = 24 * HOUR_US;
+
+fn waf_block_with(from: &str, to: &str) -> Vec<u8> {
+    assert!(WAF_BLOCK.contains(from), "{from}");
+    WAF_BLOCK.replacen(from, to, 1).into_bytes()
+}
+
+#[test]
+fn a_waf_client_ip_that_is_not_an_address_is_a_dead_letter() {
+    let line = waf_block_with(r#""clientIp":"81.2.69.142""#, r#""clientIp":"not-an-ip""#);
+    let parsed = parse(Format::Waf, &[&line]);
+    assert_eq!(parsed.events.num_rows(), 0);
+    assert_eq!(
+        reasons(&parsed),
+        ["invalid waf record: field `httpRequest.clientIp` is not an IP address: \"not-an-ip\""]
+    );
+}
+
+#[test]
+fn a_waf_client_ip_that_is_a_number_is_not_a_string() {
+    let line = waf_block_with(r#""clientIp":"81.2.69.142""#, r#""clientIp":1359103374"#);
+    let parsed = parse(Format::Waf, &[&line]);
+    assert_eq!(
+        reasons(&parsed),
+        ["invalid waf record: field `httpRequest.clientIp` is not a string"]
+    );
+}
+
+#[test]
+fn a_waf_client_ip_with_surrounding_space_is_kept_trimmed() {
+    let line = waf_block_with(
+        r#""clientIp":"81.2.69.142""#,
+        r#""clientIp":" 81.2.69.142 ""#,
+    );
+    let parsed = parse(Format::Waf, &[&line]);
+    assert_eq!(events(&parsed)[0].client_ip.as_deref(), Some("81.2.69.142"));
+}
+
+#[test]
+fn an_app_client_ip_that_is_not_an_address_leaves_the_event_without_one() {
+    let line =
+        br#"{"ts":"2026-11-25T10:00:00Z","method":"GET","status":200,"client_ip":"unknown"}"#;
+    let parsed = parse(Format::App, &[line]);
+    assert!(parsed.rejects.is_empty(), "{:?}", parsed.rejects);
+    let e = &events(&parsed)[0];
+    assert_eq!(
+        (e.client_ip.as_deref(), e.ip_class.as_deref()),
+        (None, None)
+    );
+}
+
+#[test]
+fn a_far_future_event_is_a_dead_letter_naming_its_time_and_the_limit() {
+    // 3000-01-01T00:00:00Z, in ms.
+    let line = waf_block_with(
+        r#""timestamp":1732492800123"#,
+        r#""timestamp":32503680000000"#,
+    );
+    let parsed = parse_at(TimeWindow::default(), WAF_BLOCK_TS, Format::Waf, &[&line]);
+    assert_eq!(parsed.events.num_rows(), 0);
+    assert_eq!(
+        reasons(&parsed),
+        [
+            "invalid waf record: event time 3000-01-01T00:00:00Z is 356147d 23h after ingest \
+          (2024-11-25T00:00:00.123Z); the limit is pipeline.max_future_skew = 1h"
+        ]
+    );
+}
+
+#[test]
+fn an_event_older_than_max_age_is_a_dead_letter() {
+    let week = TimeWindow {
+        max_age: Some(Duration::from_secs(7 * 86_400)),
+        ..TimeWindow::default()
+    };
+    let ingest = WAF_BLOCK_TS + 7 * DAY_US + 1;
+    let parsed = parse_at(week, ingest, Format::Waf, &[WAF_BLOCK.as_bytes()]);
+    assert_eq!(
+        reasons(&parsed),
+        [
+            "invalid waf record: event time 2024-11-25T00:00:00.123Z is 7d before ingest \
+          (2024-12-02T00:00:00.123001Z); the limit is pipeline.max_age = 7d"
+        ]
+    );
+}
+
+#[test]
+fn events_exactly_at_either_limit_are_kept() {
+    let window = TimeWindow {
+        max_future_skew: Duration::from_secs(3600),
+        max_age: Some(Duration::from_secs(7 * 86_400)),
+    };
+    let line = WAF_BLOCK.as_bytes();
+    let skewed = parse_at(window, WAF_BLOCK_TS - HOUR_US, Format::Waf, &[line]);
+    let aged = parse_at(window, WAF_BLOCK_TS + 7 * DAY_US, Format::Waf, &[line]);
+    assert_eq!(
+        (skewed.events.num_rows(), aged.events.num_rows()),
+        (1, 1),
+        "{:?} {:?}",
+        skewed.rejects,
+        aged.rejects
+    );
+}
+
+#[test]
+fn without_max_age_old_events_are_kept() {
+    let parsed = parse_at(
+        TimeWindow::default(),
+        WAF_BLOCK_TS + 3650 * DAY_US,
+        Format::Waf,
+        &[WAF_BLOCK.as_bytes()],
+    );
+    assert_eq!(parsed.events.num_rows(), 1, "{:?}", parsed.rejects);
+}
+
+#[test]
+fn falco_and_app_events_are_held_to_the_window_too() {
+    let falco = br#"{"time":"3000-01-01T00:00:00Z","rule":"r","priority":"Warning"}"#;
+    let app = br#"{"ts":"3000-01-01T00:00:00Z","method":"GET","status":200}"#;
+    let falco = parse_at(TimeWindow::default(), WAF_BLOCK_TS, Format::Falco, &[falco]);
+    let app = parse_at(TimeWindow::default(), WAF_BLOCK_TS, Format::App, &[app]);
+    for parsed in [falco, app] {
+        assert!(
+            matches!(
+                parsed.rejects[..],
+                [seclake_enrich::parse::Reject {
+                    reason: ParseError::EventTime { .. },
+                    ..
+                }]
+            ),
+            "{:?}",
+            parsed.rejects
+        );
+    }
 }
 
 proptest! {

@@ -7,9 +7,10 @@ mod threat_rules {
 
     use proptest::prelude::*;
     use seclake_enrich::threat::{
-        Assessment, IntelListConfig, Signals, Source, ThreatConfig, ThreatEngine, ThreatError,
-        ThreatLevel, UaVerdicts,
+        Assessment, IntelListConfig, Signals, ThreatConfig, ThreatEngine, ThreatError, ThreatLevel,
+        UaVerdicts,
     };
+    use seclake_ingest::Format;
 
     fn reasons(a: &Assessment) -> Vec<String> {
         a.reasons.iter().map(ToString::to_string).collect()
@@ -62,7 +63,7 @@ mod threat_rules {
             assert_eq!(a, Assessment::default());
             assert_eq!(a.reasons.capacity(), 0);
             let benign = e.assess(&Signals {
-                source: Source::App,
+                format: Format::App,
                 client_ip: Some(ip("198.51.100.7")),
                 user_agent: Some("Mozilla/5.0 (X11; Linux x86_64) Firefox/126.0"),
                 status: Some(200),
@@ -240,7 +241,7 @@ mod threat_rules {
             .chain(agents.iter().copied());
         for agent in all {
             let s = Signals {
-                source: Source::Waf,
+                format: Format::Waf,
                 user_agent: Some(agent),
                 ..Signals::default()
             };
@@ -253,7 +254,7 @@ mod threat_rules {
         let e = ThreatEngine::defaults();
         let tags = ["container", "mitre_privilege_escalation", "T1611"];
         let critical = e.assess(&Signals {
-            source: Source::Falco,
+            format: Format::Falco,
             falco_priority: Some("Critical"),
             falco_tags: &tags,
             ..Signals::default()
@@ -268,7 +269,7 @@ mod threat_rules {
         assert_eq!(critical.level, ThreatLevel::High);
 
         let debug = e.assess(&Signals {
-            source: Source::Falco,
+            format: Format::Falco,
             falco_priority: Some("Debug"),
             falco_tags: &["host"],
             ..Signals::default()
@@ -292,7 +293,7 @@ mod threat_rules {
         let e = ThreatEngine::defaults();
         let app = |text: &[u8]| {
             e.assess(&Signals {
-                source: Source::App,
+                format: Format::App,
                 text,
                 ..Signals::default()
             })
@@ -330,7 +331,7 @@ mod threat_rules {
             );
         }
         let waf = e.assess(&Signals {
-            source: Source::Waf,
+            format: Format::Waf,
             text: b"AKIAIOSFODNN7EXAMPLE",
             ..Signals::default()
         });
@@ -341,7 +342,7 @@ mod threat_rules {
     fn app_status_rule_applies_to_app_logs_only() {
         let e = ThreatEngine::defaults();
         let app = e.assess(&Signals {
-            source: Source::App,
+            format: Format::App,
             status: Some(401),
             ..Signals::default()
         });

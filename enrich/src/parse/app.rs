@@ -1,16 +1,18 @@
 //! The commerce API's JSON access log, one object per request.
 
-use super::json::{self, FieldError, Json, opt_f64, opt_i64, required_i64, required_str};
-use super::{Emitter, ParseError, rfc3339_micros};
-use crate::schema::{EventBuilder, EventRow};
-use crate::threat::{Signals, Source};
+use seclake_format::Format;
 
-/// Reads one record, already parsed into the JSON object `value`.
+use super::json::{self, FieldError, Json, opt_f64, opt_i64, required_i64, required_str};
+use super::{ClientIp, ParseError, Record, field_error, rfc3339_micros, timestamp_error};
+use crate::schema::EventRow;
+use crate::threat::Signals;
+
+/// Reads one record, already parsed into the JSON object `value`, and hands
+/// it to `emit`. `raw` is scanned for leaked keys.
 pub(super) fn parse(
     raw: &[u8],
     value: Json<'_>,
-    em: &mut Emitter,
-    out: &mut EventBuilder,
+    emit: impl FnOnce(Record<'_>) -> Result<(), ParseError>,
 ) -> Result<(), ParseError> {
     let log = AccessLog::read(value);
     let fields = (|| {
@@ -23,8 +25,9 @@ pub(super) fn parse(
             opt_i64(log.amount_krw, "amount_krw")?,
         ))
     })();
-    let (ts, method, status, latency_ms, bytes, amount) = fields.map_err(|e| em.field_error(e))?;
-    let ts = rfc3339_micros(ts).ok_or_else(|| em.timestamp_error("ts", ts))?;
+    let (ts, method, status, latency_ms, bytes, amount) =
+        fields.map_err(|e| field_error(Format::App, e))?;
+    let ts = rfc3339_micros(ts).ok_or_else(|| timestamp_error(Format::App, "ts", ts))?;
     let status = i32::try_from(status).ok();
     let severity = log.level.map(str::to_ascii_lowercase);
     let row = EventRow {
@@ -49,15 +52,21 @@ pub(super) fn parse(
         ..EventRow::default()
     };
     let signals = Signals {
-        source: Source::App,
+        format: Format::App,
         user_agent: row.user_agent,
         status: status.and_then(|s| u16::try_from(s).ok()),
         text: raw,
         ..Signals::default()
     };
-    let blocked = matches!(status, Some(401 | 403 | 429));
-    em.emit(out, raw, row, signals, log.client_ip, blocked);
-    Ok(())
+    // Optional context: one that is not an address leaves the event without
+    // one rather than dropping the request from the lake.
+    let client_ip = log.client_ip.and_then(ClientIp::parse);
+    emit(Record {
+        row,
+        signals,
+        client_ip,
+        blocked: matches!(status, Some(401 | 403 | 429)),
+    })
 }
 
 json::object_fields! {

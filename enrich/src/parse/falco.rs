@@ -3,19 +3,19 @@
 
 use std::borrow::Cow;
 
+use seclake_format::Format;
 use simd_json::prelude::ValueIntoString as _;
 
 use super::json::{self, FieldError, Json, elements, required_str};
-use super::{Emitter, ParseError, rfc3339_micros};
-use crate::schema::{EventBuilder, EventRow};
-use crate::threat::{Signals, Source};
+use super::{ClientIp, ParseError, Record, field_error, rfc3339_micros, timestamp_error};
+use crate::schema::EventRow;
+use crate::threat::Signals;
 
-/// Reads one record, already parsed into the JSON object `value`.
+/// Reads one record, already parsed into the JSON object `value`, and hands
+/// it to `emit`.
 pub(super) fn parse(
-    raw: &[u8],
     value: Json<'_>,
-    em: &mut Emitter,
-    out: &mut EventBuilder,
+    emit: impl FnOnce(Record<'_>) -> Result<(), ParseError>,
 ) -> Result<(), ParseError> {
     let alert = Alert::read(value);
     let required = (|| {
@@ -25,8 +25,8 @@ pub(super) fn parse(
             required_str(alert.priority, "priority")?,
         ))
     })();
-    let (time, rule, priority) = required.map_err(|e| em.field_error(e))?;
-    let ts = rfc3339_micros(time).ok_or_else(|| em.timestamp_error("time", time))?;
+    let (time, rule, priority) = required.map_err(|e| field_error(Format::Falco, e))?;
+    let ts = rfc3339_micros(time).ok_or_else(|| timestamp_error(Format::Falco, "time", time))?;
 
     let fields = alert
         .output_fields
@@ -61,13 +61,20 @@ pub(super) fn parse(
         ..EventRow::default()
     };
     let signals = Signals {
-        source: Source::Falco,
+        format: Format::Falco,
         falco_priority: Some(priority),
         falco_tags: &tags,
         ..Signals::default()
     };
-    em.emit(out, raw, row, signals, fields.remote_ip.as_deref(), false);
-    Ok(())
+    // `fd.rip` is context, absent or `<NA>` for most alerts: one that is not
+    // an address leaves the event without one rather than losing the alert.
+    let client_ip = fields.remote_ip.as_deref().and_then(ClientIp::parse);
+    emit(Record {
+        row,
+        signals,
+        client_ip,
+        blocked: false,
+    })
 }
 
 json::object_fields! {

@@ -3,14 +3,15 @@
 //! Field names follow AWS's "Log fields for web ACL traffic"; fields seclake
 //! does not store are never looked at, and unknown ones are ignored.
 
+use seclake_format::Format;
 use simd_json::prelude::{TypedScalarValue as _, ValueIntoString as _};
 
 use smallvec::SmallVec;
 
 use super::json::{self, FieldError, Json, elements};
-use super::{Emitter, ParseError};
-use crate::schema::{EventBuilder, EventRow};
-use crate::threat::{Signals, Source};
+use super::{ClientIp, ParseError, Record, address_error, field_error, timestamp_error};
+use crate::schema::EventRow;
+use crate::threat::Signals;
 
 /// Header names whose values never reach the lake.
 const REDACTED_HEADERS: [&str; 5] = [
@@ -22,12 +23,12 @@ const REDACTED_HEADERS: [&str; 5] = [
 ];
 const REDACTED: &str = "[REDACTED]";
 
-/// Reads one record, already parsed into the JSON object `value`.
+/// Reads one record, already parsed into the JSON object `value`, and hands
+/// it to `emit`. `names` is a buffer for the lowercased header names.
 pub(super) fn parse(
-    raw: &[u8],
     value: Json<'_>,
-    em: &mut Emitter,
-    out: &mut EventBuilder,
+    names: &mut String,
+    emit: impl FnOnce(Record<'_>) -> Result<(), ParseError>,
 ) -> Result<(), ParseError> {
     // One pass over each object: looking fields up one by one rescans the
     // keys every time, which cost more than the parse itself on WAF records.
@@ -39,19 +40,20 @@ pub(super) fn parse(
         if !json::required(log.http_request, "httpRequest")?.is_object() {
             return Err(FieldError::Type("httpRequest", "an object"));
         }
-        let client_ip = req
-            .client_ip
-            .ok_or(FieldError::Missing("httpRequest.clientIp"))?;
+        let client_ip = json::required_str(req.client_ip, "httpRequest.clientIp")?;
         let status = json::opt_i64(log.response_code_sent, "responseCodeSent")?;
         Ok((ts_ms, action, client_ip, status))
     })();
-    let (ts_ms, action, client_ip, status) = required.map_err(|e| em.field_error(e))?;
+    let (ts_ms, action, client_ip, status) = required.map_err(|e| field_error(Format::Waf, e))?;
     let ts = ts_ms
         .checked_mul(1000)
-        .ok_or_else(|| em.timestamp_error("timestamp", &ts_ms.to_string()))?;
+        .ok_or_else(|| timestamp_error(Format::Waf, "timestamp", &ts_ms.to_string()))?;
+    // AWS takes the address from the connection, so one that does not parse
+    // means a damaged or forged record, not a client without an address.
+    let client_ip = ClientIp::parse(client_ip)
+        .ok_or_else(|| address_error(Format::Waf, "httpRequest.clientIp", client_ip))?;
 
     // Header names are lowercased into one buffer, reused across records.
-    let mut names = std::mem::take(&mut em.header_names);
     names.clear();
     let mut spans: SmallVec<[(usize, &str); 16]> = SmallVec::new();
     for h in elements(req.headers) {
@@ -148,7 +150,7 @@ pub(super) fn parse(
         ..EventRow::default()
     };
     let signals = Signals {
-        source: Source::Waf,
+        format: Format::Waf,
         waf_action: Some(action),
         terminating_rule_id: terminating_id,
         terminating_rule_type: terminating_type,
@@ -159,10 +161,12 @@ pub(super) fn parse(
         status: status.and_then(|s| u16::try_from(s).ok()),
         ..Signals::default()
     };
-    em.emit(out, raw, row, signals, Some(client_ip), action == "BLOCK");
-    drop(header_refs);
-    em.header_names = names;
-    Ok(())
+    emit(Record {
+        row,
+        signals,
+        client_ip: Some(client_ip),
+        blocked: action == "BLOCK",
+    })
 }
 
 json::object_fields! {
@@ -187,7 +191,7 @@ json::object_fields! {
 json::object_fields! {
     /// The `httpRequest` fields seclake reads.
     struct HttpRequest {
-        client_ip: str = "clientIp",
+        client_ip: value = "clientIp",
         country: str = "country",
         headers: value = "headers",
         uri: str = "uri",

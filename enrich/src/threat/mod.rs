@@ -15,6 +15,7 @@ use std::fmt;
 use std::net::IpAddr;
 use std::path::PathBuf;
 
+use seclake_format::Format;
 use serde::Deserialize;
 
 use intel::IntelList;
@@ -100,24 +101,13 @@ pub enum ThreatError {
     },
 }
 
-/// Which kind of log an event came from.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
-pub enum Source {
-    /// AWS WAF logs.
-    #[default]
-    Waf,
-    /// Falco alerts.
-    Falco,
-    /// Application access logs (the only source scanned for leaked keys).
-    App,
-}
-
 /// Everything the stateless rules look at, borrowed from the parsed record.
 /// `Default` is an empty WAF event, which scores 0.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Copy)]
 pub struct Signals<'a> {
-    /// The log the event came from.
-    pub source: Source,
+    /// What the record is; only app records are scanned for leaked keys and
+    /// scored by status.
+    pub format: Format,
     /// The client address, matched against intel lists.
     pub client_ip: Option<IpAddr>,
     /// WAF final action, e.g. `BLOCK` (case-insensitive).
@@ -142,6 +132,26 @@ pub struct Signals<'a> {
     pub status: Option<u16>,
     /// The raw app record, scanned for leaked AWS access key ids (app only).
     pub text: &'a [u8],
+}
+
+impl Default for Signals<'_> {
+    fn default() -> Self {
+        Signals {
+            format: Format::Waf,
+            client_ip: None,
+            waf_action: None,
+            terminating_rule_id: None,
+            terminating_rule_type: None,
+            rule_groups: &[],
+            labels: &[],
+            rate_based_hit: false,
+            user_agent: None,
+            falco_priority: None,
+            falco_tags: &[],
+            status: None,
+            text: &[],
+        }
+    }
 }
 
 /// Severity bucket of a score; ordered `Low < Medium < High < Critical`.
@@ -399,7 +409,7 @@ impl ThreatEngine {
             }
         }
 
-        if s.source == Source::App {
+        if s.format == Format::App {
             if let Some(status) = s.status
                 && let Some((_, rule)) = r.app_status.iter().find(|(code, _)| *code == status)
             {
