@@ -202,6 +202,23 @@ impl Config {
                 _ => {}
             }
         }
+        // Two consumers of one group under one static id fence each other.
+        let mut fixed = std::collections::HashMap::new();
+        for (i, source) in self.sources.iter().enumerate() {
+            if let SourceConfig::Kafka(k) = source
+                && let seclake_ingest::kafka::InstanceId::Fixed(id) = &k.instance_id
+                && let Some(first) = fixed.insert((&k.group, id), i)
+            {
+                return Err(invalid(
+                    &format!("source[{i}].instance_id"),
+                    &format!(
+                        "{id:?} is also source[{first}]'s in group {:?}: each consumer needs its own \
+                         (or leave instance_id unset for <host>-<topic>-<slot>)",
+                        k.group
+                    ),
+                ));
+            }
+        }
         seclake_sink::store::check_url("lake.url", &self.lake.url)
             .map_err(|e| invalid("lake.url", &e.to_string()))?;
         seclake_sink::store::check_url("dlq.url", &self.dlq.url)
@@ -462,6 +479,37 @@ mod tests {
         let start = format!("{KAFKA}start = \"middle\"\n{tail}");
         let err = Config::parse(&start, "c.toml").unwrap_err().to_string();
         assert!(err.contains("key `source[0].start`"), "{err}");
+    }
+
+    #[test]
+    fn instance_ids_are_checked_and_one_shared_by_two_sources_is_refused() {
+        let tail = "[lake]\nurl = \"file:///l\"\n[dlq]\nurl = \"file:///d\"\n";
+        let one = format!("{KAFKA}instance_id = \"pod-0.falco\"\n");
+        let SourceConfig::Kafka(k) = &Config::parse(&format!("{one}{tail}"), "c.toml")
+            .unwrap()
+            .sources[0]
+        else {
+            panic!("not a kafka source");
+        };
+        assert_eq!(
+            k.instance_id,
+            seclake_ingest::kafka::InstanceId::Fixed("pod-0.falco".into())
+        );
+        let twice = format!("{one}{}{tail}", one.replace("falco-events", "other"));
+        let err = Config::parse(&twice, "c.toml").unwrap_err().to_string();
+        assert!(
+            err.contains("source[1].instance_id") && err.contains("source[0]"),
+            "{err}"
+        );
+        let spaced = format!("{KAFKA}instance_id = \"pod 0\"\n{tail}");
+        let err = Config::parse(&spaced, "c.toml").unwrap_err().to_string();
+        assert!(err.contains("source[0].instance_id"), "{err}");
+        let passed =
+            format!("{KAFKA}\n[source.kafka_options]\n\"group.instance.id\" = \"x\"\n{tail}");
+        let err = Config::parse(&passed, "c.toml").unwrap_err().to_string();
+        assert!(err.contains("use `instance_id`"), "{err}");
+        let off = format!("{KAFKA}instance_id = false\n{tail}");
+        Config::parse(&off, "c.toml").unwrap();
     }
 
     #[test]
