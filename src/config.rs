@@ -166,19 +166,20 @@ impl Config {
         if self.sources.is_empty() {
             return Err(invalid("source", "no [[source]] entry: add at least one"));
         }
-        let mut exclusive: Vec<&str> = Vec::new();
+        // A resource only one source may hold: stdin, a Kafka static member id.
+        let mut claimed: Vec<(String, usize)> = Vec::new();
         for (i, source) in self.sources.iter().enumerate() {
             let spec = source.spec();
             spec.check()
                 .map_err(|e| invalid(&format!("source[{i}].{}", e.key), &e.message))?;
-            if let Some(resource) = spec.exclusive() {
-                if exclusive.contains(&resource) {
+            if let Some(claim) = spec.exclusive() {
+                if let Some((_, first)) = claimed.iter().find(|(r, _)| *r == claim.resource) {
                     return Err(invalid(
-                        "source",
-                        &format!("more than one {resource} source"),
+                        &format!("source[{i}].{}", claim.key),
+                        &format!("source[{first}] already uses {}", claim.resource),
                     ));
                 }
-                exclusive.push(resource);
+                claimed.push((claim.resource, i));
             }
         }
         if self.pipeline.workers == Some(0) {
@@ -453,6 +454,37 @@ mod tests {
         let start = format!("{KAFKA}start = \"middle\"\n{tail}");
         let err = Config::parse(&start, "c.toml").unwrap_err().to_string();
         assert!(err.contains("key `source[0].start`"), "{err}");
+    }
+
+    #[test]
+    fn instance_ids_are_checked_and_one_shared_by_two_sources_is_refused() {
+        let tail = "[lake]\nurl = \"file:///l\"\n[dlq]\nurl = \"file:///d\"\n";
+        let one = format!("{KAFKA}instance_id = \"pod-0.falco\"\n");
+        let SourceConfig::Kafka(k) = &Config::parse(&format!("{one}{tail}"), "c.toml")
+            .unwrap()
+            .sources[0]
+        else {
+            panic!("not a kafka source");
+        };
+        assert_eq!(
+            k.instance_id,
+            seclake_ingest::kafka::InstanceId::Fixed("pod-0.falco".into())
+        );
+        let twice = format!("{one}{}{tail}", one.replace("falco-events", "other"));
+        let err = Config::parse(&twice, "c.toml").unwrap_err().to_string();
+        assert!(
+            err.contains("source[1].instance_id") && err.contains("source[0]"),
+            "{err}"
+        );
+        let spaced = format!("{KAFKA}instance_id = \"pod 0\"\n{tail}");
+        let err = Config::parse(&spaced, "c.toml").unwrap_err().to_string();
+        assert!(err.contains("source[0].instance_id"), "{err}");
+        let passed =
+            format!("{KAFKA}\n[source.kafka_options]\n\"group.instance.id\" = \"x\"\n{tail}");
+        let err = Config::parse(&passed, "c.toml").unwrap_err().to_string();
+        assert!(err.contains("use `instance_id`"), "{err}");
+        let off = format!("{KAFKA}instance_id = false\n{tail}");
+        Config::parse(&off, "c.toml").unwrap();
     }
 
     #[test]

@@ -10,11 +10,13 @@ use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Mutex;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use common::{BIN, Seclake, dead_letter_lines, free_port, sample, wait_for};
 use datafusion::arrow::array::{Array, AsArray};
 use datafusion::prelude::{ParquetReadOptions, SessionContext};
+use rdkafka::admin::{AdminClient, AdminOptions};
+use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Message as _;
@@ -34,6 +36,96 @@ fn serial() -> std::sync::MutexGuard<'static, ()> {
 
 fn brokers() -> Option<String> {
     seclake_fixtures::services::service("kafka", "SECLAKE_KAFKA_BROKERS", "127.0.0.1:9092")
+}
+
+/// The topics and groups a test creates, deleted when it ends (passed or
+/// failed), so the broker's data directory does not grow with every run.
+struct Cleanup {
+    brokers: String,
+    topics: Vec<String>,
+    groups: Vec<String>,
+}
+
+impl Cleanup {
+    fn new(brokers: &str) -> Cleanup {
+        Cleanup {
+            brokers: brokers.to_owned(),
+            topics: Vec::new(),
+            groups: Vec::new(),
+        }
+    }
+
+    /// A fresh topic name ([`unique_name`]), deleted at the end.
+    fn topic(&mut self, prefix: &str) -> String {
+        let name = unique_name(prefix);
+        self.topics.push(name.clone());
+        name
+    }
+
+    /// A fresh consumer group name, deleted at the end.
+    fn group(&mut self, prefix: &str) -> String {
+        let name = unique_name(prefix);
+        self.groups.push(name.clone());
+        name
+    }
+}
+
+impl Drop for Cleanup {
+    /// Best effort, and no panic while a failed test unwinds: a topic that
+    /// was never created, or a group still in use, is only reported.
+    fn drop(&mut self) {
+        let admin: AdminClient<DefaultClientContext> = match ClientConfig::new()
+            .set("bootstrap.servers", &self.brokers)
+            .create()
+        {
+            Ok(admin) => admin,
+            Err(e) => return eprintln!("cleanup: no admin client for {}: {e}", self.brokers),
+        };
+        let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+        else {
+            return eprintln!("cleanup: no runtime");
+        };
+        let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
+        rt.block_on(async {
+            let topics: Vec<&str> = self.topics.iter().map(String::as_str).collect();
+            let groups: Vec<&str> = self.groups.iter().map(String::as_str).collect();
+            if !topics.is_empty() {
+                match admin.delete_topics(&topics, &options).await {
+                    Ok(results) => report_failures("topic", results),
+                    Err(e) => eprintln!("cleanup: deleting topics {topics:?}: {e}"),
+                }
+            }
+            if !groups.is_empty() {
+                match admin.delete_groups(&groups, &options).await {
+                    Ok(results) => report_failures("group", results),
+                    Err(e) => eprintln!("cleanup: deleting groups {groups:?}: {e}"),
+                }
+            }
+        });
+    }
+}
+
+fn report_failures(
+    kind: &str,
+    results: Vec<Result<String, (String, rdkafka::types::RDKafkaErrorCode)>>,
+) {
+    for result in results {
+        if let Err((name, code)) = result {
+            // Never created (the test failed first) is no news, nor is a
+            // group whose static members stay until their session expires
+            // (they don't leave on close); its offsets are all it holds.
+            if !matches!(
+                code,
+                rdkafka::types::RDKafkaErrorCode::UnknownTopicOrPartition
+                    | rdkafka::types::RDKafkaErrorCode::GroupIdNotFound
+                    | rdkafka::types::RDKafkaErrorCode::NonEmptyGroup
+            ) {
+                eprintln!("cleanup: {kind} {name} not deleted: {code}");
+            }
+        }
+    }
 }
 
 /// A valid app access-log line, distinct for every `(tag, i)`.
@@ -202,8 +294,9 @@ fn wait_committed(brokers: &str, group: &str, topic: &str) {
 fn a_million_records_across_six_partitions_reach_the_lake_once_each() {
     let Some(brokers) = brokers() else { return };
     let _serial = serial();
+    let mut cleanup = Cleanup::new(&brokers);
     let dir = tempfile::tempdir().expect("tempdir");
-    let (topic, group) = (unique_name("million"), unique_name("million-group"));
+    let (topic, group) = (cleanup.topic("million"), cleanup.group("million-group"));
     let input = dir.path().join("app.ndjson");
     let expected = write_app_lines(&input, &topic, 0..1_000_000);
     assert_eq!(replay(&brokers, &topic, &[&input]), 1_000_000);
@@ -226,22 +319,16 @@ fn a_million_records_across_six_partitions_reach_the_lake_once_each() {
 fn kill_9_ten_times_while_replaying_loses_nothing() {
     let Some(brokers) = brokers() else { return };
     let _serial = serial();
+    let mut cleanup = Cleanup::new(&brokers);
     let dir = tempfile::tempdir().expect("tempdir");
-    let (topic, group) = (unique_name("chaos"), unique_name("chaos-group"));
+    let (topic, group) = (cleanup.topic("chaos"), cleanup.group("chaos-group"));
     let input = dir.path().join("app.ndjson");
     let expected = write_app_lines(&input, &topic, 0..1_000_000);
     let mut replaying = replay_start(&brokers, &topic, &[&input], Some("50k/s"));
     let port = free_port();
-    // Static membership: a restarted pod takes its partitions back at once
-    // instead of waiting for the dead member's session to expire.
-    let config = config(
-        dir.path(),
-        &brokers,
-        &[("app", &topic)],
-        &group,
-        "\"group.instance.id\" = \"chaos-0\"",
-        port,
-    );
+    // Static membership by default: each restart takes the same instance id
+    // (its slot), so it gets its partitions back at once.
+    let config = config(dir.path(), &brokers, &[("app", &topic)], &group, "", port);
     assert!(
         wait_for(Duration::from_secs(60), || topic_exists(&brokers, &topic)),
         "replay never created {topic}"
@@ -318,8 +405,9 @@ fn assigned(run: &Seclake, topic: &str) -> f64 {
 fn two_pipelines_split_the_partitions_and_a_stopped_ones_move_without_loss() {
     let Some(brokers) = brokers() else { return };
     let _serial = serial();
+    let mut cleanup = Cleanup::new(&brokers);
     let dir = tempfile::tempdir().expect("tempdir");
-    let (topic, group) = (unique_name("pair"), unique_name("pair-group"));
+    let (topic, group) = (cleanup.topic("pair"), cleanup.group("pair-group"));
     let empty = dir.path().join("empty.ndjson");
     std::fs::write(&empty, "").expect("written");
     assert_eq!(replay(&brokers, &topic, &[&empty]), 0, "topic created");
@@ -392,6 +480,7 @@ fn two_pipelines_split_the_partitions_and_a_stopped_ones_move_without_loss() {
 fn poison_records_go_to_the_dead_letters_with_their_kafka_position() {
     let Some(brokers) = brokers() else { return };
     let _serial = serial();
+    let mut cleanup = Cleanup::new(&brokers);
     let dir = tempfile::tempdir().expect("tempdir");
     let generated = seclake_fixtures::generate(&seclake_fixtures::GenConfig {
         date: chrono::NaiveDate::from_ymd_opt(2026, 11, 29).expect("date"),
@@ -403,7 +492,7 @@ fn poison_records_go_to_the_dead_letters_with_their_kafka_position() {
     .expect("generated");
     let mut topics = Vec::new();
     for file in &generated.files {
-        let topic = unique_name(&format!("poison-{}", file.format));
+        let topic = cleanup.topic(&format!("poison-{}", file.format));
         let sent = replay(&brokers, &topic, &[&file.path]);
         assert_eq!(sent, file.lines);
         topics.push((file.format, topic));
@@ -441,7 +530,7 @@ fn poison_records_go_to_the_dead_letters_with_their_kafka_position() {
     producer.flush(Duration::from_secs(30)).expect("delivered");
 
     let port = free_port();
-    let group = unique_name("poison-group");
+    let group = cleanup.group("poison-group");
     let pairs: Vec<(&str, &str)> = topics.iter().map(|(f, t)| (*f, t.as_str())).collect();
     let config = config(dir.path(), &brokers, &pairs, &group, "", port);
     let text = std::fs::read_to_string(&config).expect("config");
@@ -498,7 +587,7 @@ fn poison_records_go_to_the_dead_letters_with_their_kafka_position() {
     // exactly the letter's raw bytes.
     let reader: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", &brokers)
-        .set("group.id", unique_name("poison-check"))
+        .set("group.id", cleanup.group("poison-check"))
         .set("enable.auto.commit", "false")
         .create()
         .expect("consumer");
@@ -633,4 +722,192 @@ fn a_broker_restart_mid_stream_loses_nothing() {
     assert_eq!(summary["undelivered_batches"], 0);
     let (_, ids) = lake_ids(dir.path());
     assert_eq!(ids, expected);
+}
+
+/// The `group.instance.id`s `run` joined with (its
+/// `seclake_kafka_group_instance` series), sorted.
+fn instance_ids(run: &Seclake) -> Vec<String> {
+    let Some(metrics) = run.metrics() else {
+        return Vec::new();
+    };
+    let mut ids: Vec<String> = metrics
+        .lines()
+        .filter(|l| l.starts_with("seclake_kafka_group_instance{"))
+        .filter_map(|l| {
+            let (_, rest) = l.split_once("instance_id=\"")?;
+            Some(rest.split_once('"')?.0.to_owned())
+        })
+        .collect();
+    ids.sort();
+    ids
+}
+
+/// The sum over `topics` of the partitions `run` has assigned.
+fn assigned_all(run: &Seclake, topics: &[String]) -> f64 {
+    let Some(metrics) = run.metrics() else {
+        return 0.0;
+    };
+    topics
+        .iter()
+        .filter_map(|topic| {
+            sample(
+                &metrics,
+                &format!("seclake_kafka_assigned_partitions{{topic=\"{topic}\"}}"),
+            )
+        })
+        .sum()
+}
+
+/// Issue 11's case: one pipeline reading three topics, one consumer per
+/// topic in one group, killed with SIGKILL mid-stream and restarted at once
+/// on the same host, with librdkafka's default session timeout (45 s).
+/// Every record reaches the lake and the group commits every partition to
+/// its high watermark. How long the restart took to get its partitions back
+/// and to catch up is printed, not asserted.
+#[test]
+fn a_pipeline_killed_mid_stream_and_restarted_at_once_catches_up() {
+    let Some(brokers) = brokers() else { return };
+    let _serial = serial();
+    let mut cleanup = Cleanup::new(&brokers);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let group = cleanup.group("recover-group");
+    let topics: Vec<String> = (0..3)
+        .map(|i| cleanup.topic(&format!("recover-{i}")))
+        .collect();
+    let per_topic = 40_000;
+    let mut expected = HashSet::new();
+    for topic in &topics {
+        let input = dir.path().join(format!("{topic}.ndjson"));
+        expected.extend(write_app_lines(&input, topic, 0..per_topic));
+        assert_eq!(replay(&brokers, topic, &[&input]), per_topic);
+    }
+    let total = per_topic * 3;
+
+    let port = free_port();
+    let pairs: Vec<(&str, &str)> = topics.iter().map(|t| ("app", t.as_str())).collect();
+    let config = config(dir.path(), &brokers, &pairs, &group, "", port);
+    // The default session timeout, as deployed: what a dead member costs.
+    let text = std::fs::read_to_string(&config).expect("config");
+    std::fs::write(&config, text.replace("\"session.timeout.ms\" = 6000\n", "")).expect("written");
+
+    let run = Seclake::start(&config, port, &[]);
+    let records = "seclake_records_total{source=\"app\"}";
+    assert!(
+        run.metric_reaches(records, (total / 4) as f64, Duration::from_secs(120)),
+        "the first run never read a quarter of the records"
+    );
+    let ids_before = instance_ids(&run);
+    assert_eq!(
+        ids_before.len(),
+        topics.len(),
+        "one static member per topic"
+    );
+    let read_at_kill = run
+        .metrics()
+        .and_then(|m| sample(&m, records))
+        .unwrap_or_default();
+    run.kill_hard();
+
+    let restarted = Instant::now();
+    let run = Seclake::start(&config, port, &[]);
+    let every_partition = f64::from(PARTITIONS) * topics.len() as f64;
+    assert!(
+        wait_for(Duration::from_secs(180), || assigned_all(&run, &topics)
+            == every_partition),
+        "the restarted pipeline never got every partition back"
+    );
+    let assigned_after = restarted.elapsed();
+    assert_eq!(
+        instance_ids(&run),
+        ids_before,
+        "the restart joined with the killed process's instance ids"
+    );
+    assert!(
+        wait_for(Duration::from_secs(300), || topics
+            .iter()
+            .all(|t| committed_to_end(&brokers, &group, t))),
+        "the restarted pipeline never committed every partition to its end"
+    );
+    let caught_up_after = restarted.elapsed();
+    let summary = run.terminate();
+    assert_eq!(summary["undelivered_batches"], 0);
+    let (rows, ids) = lake_ids(dir.path());
+    assert_eq!(ids, expected, "every record is in the lake");
+    eprintln!(
+        "restart after kill -9 ({} topics, {read_at_kill} of {total} records read at the kill): \
+         partitions assigned {:.1} s after the restart, caught up (committed to the high \
+         watermarks) after {:.1} s; lake rows {rows}, {} read twice",
+        topics.len(),
+        assigned_after.as_secs_f64(),
+        caught_up_after.as_secs_f64(),
+        rows - ids.len() as u64,
+    );
+}
+
+/// Two pipelines with the same config on one host, in one group: each
+/// consumer is a member of its own, so both get partitions, neither is
+/// fenced (a static member is fenced when another joins with its instance
+/// id), and together they read everything.
+#[test]
+fn two_pipelines_on_one_host_in_one_group_both_read_and_neither_is_fenced() {
+    let Some(brokers) = brokers() else { return };
+    let _serial = serial();
+    let mut cleanup = Cleanup::new(&brokers);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (topic, group) = (cleanup.topic("host"), cleanup.group("host-group"));
+    let empty = dir.path().join("empty.ndjson");
+    std::fs::write(&empty, "").expect("written");
+    assert_eq!(replay(&brokers, &topic, &[&empty]), 0, "topic created");
+
+    let (port_a, port_b) = (free_port(), free_port());
+    let config_a = config(dir.path(), &brokers, &[("app", &topic)], &group, "", port_a);
+    let config_b = config_a.with_file_name("b.toml");
+    let text = std::fs::read_to_string(&config_a).expect("config");
+    std::fs::write(
+        &config_b,
+        text.replace(&format!(":{port_a}\""), &format!(":{port_b}\"")),
+    )
+    .expect("written");
+    let mut a = Seclake::start(&config_a, port_a, &[]);
+    let mut b = Seclake::start(&config_b, port_b, &[]);
+    let split = wait_for(Duration::from_secs(60), || {
+        let (na, nb) = (assigned(&a, &topic), assigned(&b, &topic));
+        na > 0.0 && nb > 0.0 && na + nb == f64::from(PARTITIONS)
+    });
+    assert!(split, "the two pipelines never split the partitions");
+    let (ids_a, ids_b) = (instance_ids(&a), instance_ids(&b));
+    assert_eq!(
+        (ids_a.len(), ids_b.len()),
+        (1, 1),
+        "both are static members"
+    );
+    assert_ne!(ids_a, ids_b, "each pipeline has its own instance id");
+
+    let input = dir.path().join("app.ndjson");
+    let expected = write_app_lines(&input, &topic, 0..100_000);
+    assert_eq!(replay(&brokers, &topic, &[&input]), 100_000);
+    wait_committed(&brokers, &group, &topic);
+    for (name, run) in [("first", &mut a), ("second", &mut b)] {
+        assert!(
+            matches!(run.child.try_wait(), Ok(None)),
+            "the {name} pipeline exited (fenced?)"
+        );
+    }
+    let (na, nb) = (assigned(&a, &topic), assigned(&b, &topic));
+    assert!(
+        na > 0.0 && nb > 0.0 && na + nb == f64::from(PARTITIONS),
+        "the partitions moved: {na} and {nb}"
+    );
+    let (sa, sb) = (a.terminate(), b.terminate());
+    for (name, summary) in [("first", &sa), ("second", &sb)] {
+        assert!(
+            summary["sources"]["app"]["records"].as_u64() > Some(0),
+            "the {name} pipeline read nothing"
+        );
+    }
+    let (_, ids) = lake_ids(dir.path());
+    assert_eq!(
+        ids, expected,
+        "every record, from one pipeline or the other"
+    );
 }

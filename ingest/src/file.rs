@@ -16,7 +16,7 @@ use flate2::read::MultiGzDecoder;
 use serde::Deserialize;
 
 use crate::source::{
-    Finished, KeyError, Outstanding, ReadStats, Source, SourceContext, SourceSpec,
+    Claim, Finished, KeyError, Outstanding, ReadStats, Source, SourceContext, SourceSpec,
 };
 use crate::{Ack, AckStatus, AckWaiter, Batch, Format, Origin, Record, SourceError};
 
@@ -185,8 +185,11 @@ impl SourceSpec for StdinConfig {
         Ok(Box::new(LineSource::Stdin(self.clone())))
     }
 
-    fn exclusive(&self) -> Option<&'static str> {
-        Some("stdin")
+    fn exclusive(&self) -> Option<Claim> {
+        Some(Claim {
+            key: "type",
+            resource: "stdin".into(),
+        })
     }
 }
 

@@ -34,9 +34,11 @@ use rdkafka::message::Message as _;
 use rdkafka::{ClientConfig, ClientContext, Offset, Statistics, TopicPartitionList};
 use serde::Deserialize;
 
+mod membership;
 mod msk_iam;
 use crate::source::{self as contract, BatchSender, ReadStats, Shutdown};
 use crate::{Ack, AckStatus, AckWaiter, Batch, Format, Origin, Record, SourceError};
+pub use membership::InstanceId;
 
 /// `[[source]] type = "kafka"`: one topic, read by a consumer group.
 #[derive(Debug, Clone, Deserialize)]
@@ -65,6 +67,16 @@ pub struct KafkaConfig {
     /// dead-letter output holding their first `max_record_bytes`.
     #[serde(default = "crate::file::default_max_record_bytes")]
     pub max_record_bytes: usize,
+    /// Static group membership (KIP-345), so that a pipeline restarted
+    /// after a crash takes its partitions straight back instead of waiting
+    /// for the group to drop its dead predecessor (`session.timeout.ms`).
+    /// Not set: the `group.instance.id` is `<host>-<topic>-<slot>`, the
+    /// slot being the lowest one no other process on the host holds for
+    /// this group and topic (two pipelines on one host never share an id,
+    /// which would fence one). A string: exactly that id, unique in the
+    /// group. `false`: dynamic membership. See [`InstanceId`].
+    #[serde(default)]
+    pub instance_id: InstanceId,
     /// librdkafka properties passed through as they are: TLS
     /// (`security.protocol`, `ssl.*`), SASL (`sasl.*`), timeouts, fetch sizes.
     #[serde(default)]
@@ -74,6 +86,10 @@ pub struct KafkaConfig {
     /// AWS chain and sets `security.protocol = "SASL_SSL"` and
     /// `sasl.mechanism = "OAUTHBEARER"`.
     pub msk_iam_region: Option<String>,
+    /// The `group.instance.id` this source's consumer joins with, resolved
+    /// (and its slot taken) when the consumer is made.
+    #[serde(skip)]
+    membership: membership::Claim,
 }
 
 /// `start`: where a new consumer group begins reading.
@@ -114,9 +130,13 @@ fn default_linger_ms() -> u64 {
 }
 
 /// Properties seclake sets itself, and the key to use instead.
-const MANAGED: [(&str, &str); 6] = [
+const MANAGED: [(&str, &str); 7] = [
     ("bootstrap.servers", "use `brokers`"),
     ("group.id", "use `group`"),
+    (
+        "group.instance.id",
+        "use `instance_id` (a default, unique per source and per pipeline on a host, is set)",
+    ),
     ("auto.offset.reset", "use `start`"),
     (
         "enable.auto.commit",
@@ -194,7 +214,8 @@ impl KafkaConfig {
                 "must be at least 1".to_owned(),
             ));
         }
-        match self.client_config(false).create_native_config() {
+        // Without the instance id: checking takes no member slot.
+        match self.properties(false).create_native_config() {
             Err(KafkaError::ClientConfig(_, description, key, _)) => Err(error(
                 format!("kafka_options.\"{key}\""),
                 format!("librdkafka refuses it: {description}"),
@@ -204,9 +225,23 @@ impl KafkaConfig {
         }
     }
 
-    /// The consumer's librdkafka properties: the pass-through ones, then
-    /// those seclake manages.
+    /// The consumer's librdkafka properties: [`KafkaConfig::properties`]
+    /// and the `group.instance.id` (static membership), whose slot the
+    /// first call takes.
     fn client_config(&self, until_caught_up: bool) -> ClientConfig {
+        let mut config = self.properties(until_caught_up);
+        if let Some(id) = self
+            .membership
+            .instance_id(&self.instance_id, &self.group, &self.topic)
+        {
+            config.set("group.instance.id", id);
+        }
+        config
+    }
+
+    /// Every librdkafka property but the instance id: the pass-through
+    /// ones, then those seclake manages.
+    fn properties(&self, until_caught_up: bool) -> ClientConfig {
         let mut config = ClientConfig::new();
         config
             .set("statistics.interval.ms", "5000")
@@ -367,15 +402,17 @@ impl std::fmt::Debug for KafkaCommitter {
 
 impl KafkaCommitter {
     /// Waits for every batch handed out, commits each partition up to its
-    /// first undelivered batch, and leaves the group. Returns how many
-    /// batches were not delivered (their offsets stay uncommitted).
+    /// first undelivered batch, and closes the consumer (a dynamic member
+    /// leaves the group; a static one keeps its partitions until it returns
+    /// or its session times out). Returns how many batches were not
+    /// delivered (their offsets stay uncommitted).
     pub fn commit_all(self) -> u64 {
         match self.0 {
             Committer::Plain(consumer) => commit_all(&consumer),
             Committer::MskIam(consumer) => commit_all(&consumer),
         }
-        // Dropping the consumer leaves the group; the revoke that follows
-        // finds nothing left to commit.
+        // Dropping the consumer closes it; a revoke that follows finds
+        // nothing left to commit.
     }
 }
 
@@ -948,6 +985,17 @@ impl contract::SourceSpec for KafkaConfig {
     fn build(&self) -> Result<Box<dyn contract::Source>, SourceError> {
         Ok(Box::new(self.clone()))
     }
+
+    /// Two consumers of one group under one static id fence each other.
+    fn exclusive(&self) -> Option<contract::Claim> {
+        match &self.instance_id {
+            InstanceId::Fixed(id) => Some(contract::Claim {
+                key: "instance_id",
+                resource: format!("instance_id {id:?} in group {:?}", self.group),
+            }),
+            _ => None,
+        }
+    }
 }
 
 impl contract::Source for KafkaConfig {
@@ -989,6 +1037,8 @@ mod tests {
                 .map(|(k, v)| ((*k).to_owned(), v.clone()))
                 .collect(),
             msk_iam_region: None,
+            instance_id: InstanceId::default(),
+            membership: membership::Claim::default(),
         }
     }
 

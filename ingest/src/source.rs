@@ -204,10 +204,20 @@ pub trait SourceSpec: std::fmt::Debug + Send + Sync {
     /// records yet.
     fn build(&self) -> Result<Box<dyn Source>, SourceError>;
 
-    /// A process-wide resource only one source may use (stdin).
-    fn exclusive(&self) -> Option<&'static str> {
+    /// A resource only one source of a config may use (stdin, a Kafka
+    /// static member id).
+    fn exclusive(&self) -> Option<Claim> {
         None
     }
+}
+
+/// A resource one source holds alone, and the key that names it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Claim {
+    /// The key below the `[[source]]` entry that chose it, e.g. `instance_id`.
+    pub key: &'static str,
+    /// What it is, as an error names it, e.g. `stdin`.
+    pub resource: String,
 }
 
 /// A config problem: the key below the `[[source]]` entry and why.
