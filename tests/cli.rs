@@ -144,14 +144,14 @@ fn sigterm_while_following_commits_everything_read_and_exits_zero() {
     });
     assert!(healthy, "/healthz never answered");
     assert!(
-        run.metric("seclake_events_total{source=\"app\"} 500"),
+        run.metric("seclake_events_total{format=\"app\"} 500"),
         "the 500 events were never counted"
     );
     // Following: nothing has been committed yet, the process is waiting for more.
     assert!(run.child.try_wait().expect("status").is_none());
     let summary = run.terminate();
     assert_eq!(summary["lake_rows"], 500);
-    assert_eq!(summary["sources"]["app"]["events"], 500);
+    assert_eq!(summary["formats"]["app"]["events"], 500);
 }
 
 #[test]
@@ -170,7 +170,7 @@ fn sighup_reloads_geoip_without_losing_events() {
     );
     let run = following(dir.path(), &source);
     assert!(
-        run.metric("seclake_events_total{source=\"app\"} 200"),
+        run.metric("seclake_events_total{format=\"app\"} 200"),
         "first 200 never counted"
     );
 
@@ -193,7 +193,7 @@ fn sighup_reloads_geoip_without_losing_events() {
         .expect("appended");
     drop(file);
     assert!(
-        run.metric("seclake_events_total{source=\"app\"} 300"),
+        run.metric("seclake_events_total{format=\"app\"} 300"),
         "appended lines never counted"
     );
     let summary = run.terminate();

@@ -305,7 +305,7 @@ fn a_million_records_across_six_partitions_reach_the_lake_once_each() {
     let config = config(dir.path(), &brokers, &[("app", &topic)], &group, "", port);
     let summary = Seclake::start(&config, port, &["--until-caught-up"])
         .wait_success(Duration::from_secs(600));
-    assert_eq!(summary["sources"]["app"]["records"], 1_000_000);
+    assert_eq!(summary["formats"]["app"]["records"], 1_000_000);
     assert_eq!(summary["lake_rows"], 1_000_000);
     let (rows, ids) = lake_ids(dir.path());
     assert_eq!(rows, 1_000_000, "lake rows equal records sent");
@@ -345,7 +345,7 @@ fn kill_9_ten_times_while_replaying_loses_nothing() {
         let after = seed % 150_000;
         let run = Seclake::start(&config, port, &[]);
         let reached = run.metric_reaches(
-            "seclake_records_total{source=\"app\"}",
+            "seclake_records_total{format=\"app\"}",
             after as f64,
             Duration::from_secs(120),
         );
@@ -372,7 +372,7 @@ fn kill_9_ten_times_while_replaying_loses_nothing() {
         ids.len(),
         rows - ids.len() as u64,
         (rows - ids.len() as u64) as f64 / 1e4,
-        summary["sources"]["app"]["records"]
+        summary["formats"]["app"]["records"]
     );
 }
 
@@ -434,14 +434,14 @@ fn two_pipelines_split_the_partitions_and_a_stopped_ones_move_without_loss() {
     let mut replaying = replay_start(&brokers, &topic, &[&input], Some("60k/s"));
     assert!(
         b.metric_reaches(
-            "seclake_records_total{source=\"app\"}",
+            "seclake_records_total{format=\"app\"}",
             1.0,
             Duration::from_secs(60)
         ),
         "the second pipeline never processed a record"
     );
     let b_summary = b.terminate();
-    assert!(b_summary["sources"]["app"]["records"].as_u64() > Some(0));
+    assert!(b_summary["formats"]["app"]["records"].as_u64() > Some(0));
     assert!(
         wait_for(Duration::from_secs(60), || assigned(&a, &topic)
             == f64::from(PARTITIONS)),
@@ -464,15 +464,15 @@ fn two_pipelines_split_the_partitions_and_a_stopped_ones_move_without_loss() {
         assert!(shown, "/metrics lacks {series}");
     }
     let a_summary = a.terminate();
-    assert!(a_summary["sources"]["app"]["records"].as_u64() > Some(0));
+    assert!(a_summary["formats"]["app"]["records"].as_u64() > Some(0));
 
     let (rows, ids) = lake_ids(dir.path());
     assert_eq!(
         ids, expected,
         "every record, from one pipeline or the other"
     );
-    let read = a_summary["sources"]["app"]["records"].as_u64().unwrap_or(0)
-        + b_summary["sources"]["app"]["records"].as_u64().unwrap_or(0);
+    let read = a_summary["formats"]["app"]["records"].as_u64().unwrap_or(0)
+        + b_summary["formats"]["app"]["records"].as_u64().unwrap_or(0);
     assert_eq!(rows, read, "what each read reached the lake");
 }
 
@@ -572,7 +572,7 @@ fn poison_records_go_to_the_dead_letters_with_their_kafka_position() {
             .count() as u64;
         assert_eq!(dead, file.malformed + extra, "{} dead letters", file.format);
         assert_eq!(
-            summary["sources"][file.format]["events"].as_u64(),
+            summary["formats"][file.format]["events"].as_u64(),
             Some(file.lines - file.malformed),
             "{}: the consumer went on past every poison record",
             file.format
@@ -702,7 +702,7 @@ fn a_broker_restart_mid_stream_loses_nothing() {
     let config = config(dir.path(), &brokers, &[("app", &topic)], &group, "", port);
     let run = Seclake::start(&config, port, &[]);
     assert!(run.metric_reaches(
-        "seclake_records_total{source=\"app\"}",
+        "seclake_records_total{format=\"app\"}",
         50_000.0,
         Duration::from_secs(120)
     ));
@@ -711,7 +711,7 @@ fn a_broker_restart_mid_stream_loses_nothing() {
     assert_eq!(replay(&brokers, &topic, &[&second]), 50_000);
     assert!(
         run.metric_reaches(
-            "seclake_records_total{source=\"app\"}",
+            "seclake_records_total{format=\"app\"}",
             100_000.0,
             Duration::from_secs(180)
         ),
@@ -791,7 +791,7 @@ fn a_pipeline_killed_mid_stream_and_restarted_at_once_catches_up() {
     std::fs::write(&config, text.replace("\"session.timeout.ms\" = 6000\n", "")).expect("written");
 
     let run = Seclake::start(&config, port, &[]);
-    let records = "seclake_records_total{source=\"app\"}";
+    let records = "seclake_records_total{format=\"app\"}";
     assert!(
         run.metric_reaches(records, (total / 4) as f64, Duration::from_secs(120)),
         "the first run never read a quarter of the records"
@@ -901,7 +901,7 @@ fn two_pipelines_on_one_host_in_one_group_both_read_and_neither_is_fenced() {
     let (sa, sb) = (a.terminate(), b.terminate());
     for (name, summary) in [("first", &sa), ("second", &sb)] {
         assert!(
-            summary["sources"]["app"]["records"].as_u64() > Some(0),
+            summary["formats"]["app"]["records"].as_u64() > Some(0),
             "the {name} pipeline read nothing"
         );
     }
