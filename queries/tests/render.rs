@@ -363,3 +363,57 @@ fn the_summary_is_a_few_plain_lines_of_headline_figures() {
         );
     }
 }
+
+#[test]
+fn a_count_of_one_reads_in_the_singular() {
+    let mut report = busy_day();
+    report.traffic.requests = 1;
+    report.traffic.blocked = 1;
+    report.traffic.unique_ips = 1;
+    report.falco.alerts = 1;
+    report.leaked_credentials.truncate(1);
+    report.leaked_credentials[0].records = 1;
+    report.app.requests = 1;
+    report.app.orders = 1;
+    report.app.client_errors = 1;
+    report.app.server_errors = 1;
+
+    let summary = render::summary(&report);
+    for expected in [
+        "WAF: 1 request, ",
+        ", 1 client IP;",
+        "Falco: 1 alert;",
+        "AKIA************MPLE (1 record)",
+        "App: 1 request, ",
+    ] {
+        assert!(
+            summary.contains(expected),
+            "{expected:?} missing from\n{summary}"
+        );
+    }
+    let plural = Regex::new(r"\b1 (requests|client IPs|alerts|records)\b").unwrap();
+    assert!(!plural.is_match(&summary), "{summary}");
+
+    let doc = Html::parse_document(&render::html(&report));
+    let subs: Vec<String> = select(&doc, ".card .sub").iter().map(text).collect();
+    for expected in [
+        "1 client IP",
+        "1 request",
+        "1 order",
+        "1 client error (4xx)",
+        "1 5xx response",
+    ] {
+        assert!(
+            subs.iter().any(|s| s == expected),
+            "{expected:?} in {subs:?}"
+        );
+    }
+
+    // Two or none stay plural.
+    report.leaked_credentials[0].records = 2;
+    report.app.orders = 0;
+    assert!(render::summary(&report).contains("AKIA************MPLE (2 records)"));
+    let doc = Html::parse_document(&render::html(&report));
+    let subs: Vec<String> = select(&doc, ".card .sub").iter().map(text).collect();
+    assert!(subs.iter().any(|s| s == "0 orders"), "{subs:?}");
+}

@@ -212,6 +212,139 @@ async fn duplicates_of_an_event_count_once() {
     assert_eq!(blocked, 50, "{:?}", report.top_attackers);
 }
 
+/// A Falco alert at `ts`; `i` makes the id.
+fn falco(i: u64, ts: i64, priority: &str) -> Event {
+    Event {
+        event_id: format!("f{i:031x}"),
+        source: "falco".into(),
+        ts,
+        ingest_ts: ts,
+        rule: Some("Terminal shell in container".into()),
+        severity: Some(priority.to_lowercase()),
+        falco_priority: Some(priority.into()),
+        hostname: Some("node-1".into()),
+        threat_level: "low".into(),
+        ..Event::default()
+    }
+}
+
+/// An app request at `ts`; `i` makes the id.
+fn app(i: u64, ts: i64, status: i32) -> Event {
+    Event {
+        event_id: format!("a{i:031x}"),
+        source: "app".into(),
+        ts,
+        ingest_ts: ts,
+        client_ip: Some(format!("192.0.2.{}", i % 5)),
+        http_method: Some("GET".into()),
+        app_route: Some("/api/products".into()),
+        status: Some(status),
+        latency_ms: Some(10.0),
+        threat_level: "low".into(),
+        ..Event::default()
+    }
+}
+
+#[tokio::test]
+async fn a_copy_with_other_enrichment_counts_once_and_the_first_ingested_copy_wins() {
+    let dir = tempfile::tempdir().unwrap();
+    let start = us(2026, 11, 29, 5);
+    let seen = |e: Event| Event {
+        country_iso: Some("KR".into()),
+        country_name: Some("South Korea".into()),
+        threat_score: 40,
+        threat_level: "medium".into(),
+        ..e
+    };
+    let waf_events: Vec<Event> = (0..30)
+        .map(|i| seen(waf(i, start + i as i64, "BLOCK")))
+        .collect();
+    let falco_events: Vec<Event> = (0..12)
+        .map(|i| seen(falco(i, start + i as i64, "Critical")))
+        .collect();
+    let app_events: Vec<Event> = (0..8)
+        .map(|i| seen(app(i, start + i as i64, 200)))
+        .collect();
+    // The hour read again later, after a GeoIP reload and with threat
+    // windows rebuilt: the same ids, other enrichment, a later ingest time.
+    // Its file name sorts first, so a rule of "the first file listed" would
+    // keep it.
+    let again = |e: &Event| Event {
+        ingest_ts: e.ingest_ts + 3_600_000_000,
+        country_iso: Some("US".into()),
+        country_name: Some("United States".into()),
+        threat_score: 95,
+        threat_level: "critical".into(),
+        ..e.clone()
+    };
+    for events in [&waf_events, &falco_events, &app_events] {
+        write_file(dir.path(), "b-first.parquet", events, &[]);
+        let copies: Vec<Event> = events.iter().map(again).collect();
+        write_file(dir.path(), "a-again.parquet", &copies, &[]);
+    }
+    // A copy ingested at the same instant as the first (a record delivered
+    // twice in one batch, scored against different window state): the lower
+    // threat score is kept, whichever file holds it.
+    let twin = Event {
+        threat_score: 10,
+        threat_level: "low".into(),
+        ..waf_events[0].clone()
+    };
+    write_file(dir.path(), "c-twin.parquet", &[twin], &[]);
+
+    let lake = open(dir.path()).await;
+    let (report, timings) = build(
+        &lake,
+        &day("2026-11-29", "UTC"),
+        &Options::default(),
+        |_| {},
+    )
+    .await
+    .unwrap();
+    let rows = |name: &str| timings.iter().find(|t| t.name == name).unwrap().rows;
+    assert_eq!(
+        (rows("waf_day"), rows("falco_day"), rows("app_day")),
+        (30, 12, 8),
+        "one row per event_id in each day table"
+    );
+    assert_eq!(report.traffic.requests, 30);
+    assert_eq!(report.traffic.blocked, 30);
+    assert_eq!(report.falco.alerts, 12);
+    assert_eq!(report.app.requests, 8);
+    let countries: Vec<(Option<&str>, u64)> = report
+        .top_countries
+        .iter()
+        .map(|c| (c.country_iso.as_deref(), c.requests))
+        .collect();
+    assert_eq!(countries, [(Some("KR"), 30)]);
+    let attackers: Vec<(Option<&str>, u64, i32)> = report
+        .top_attackers
+        .iter()
+        .map(|a| (a.country_iso.as_deref(), a.requests, a.max_threat_score))
+        .collect();
+    // 198.51.100.0 made requests 0, 7, 14, 21 and 28, once each.
+    assert_eq!(attackers[0], (Some("KR"), 5, 40), "{attackers:?}");
+    assert!(
+        attackers.iter().all(|a| a.0 == Some("KR") && a.2 == 40),
+        "{attackers:?}"
+    );
+    // Request 0 is its twin, scored low; no copy of the second read is kept.
+    let levels: Vec<(&str, &str, u64)> = report
+        .threat_levels
+        .iter()
+        .map(|l| (l.source.as_str(), l.threat_level.as_str(), l.events))
+        .collect();
+    assert_eq!(
+        levels,
+        [
+            ("app", "medium", 8),
+            ("falco", "medium", 12),
+            ("waf", "low", 1),
+            ("waf", "medium", 29),
+        ]
+    );
+}
+
 #[tokio::test]
 async fn a_file_written_before_a_column_existed_still_reads() {
     let dir = tempfile::tempdir().unwrap();

@@ -134,8 +134,8 @@ fn overview(report: &Report) -> Markup {
     let leaked = !report.leaked_credentials.is_empty();
     html! {
         section.cards aria-label="Overview" {
-            (card("WAF requests", numbers::count(t.requests), format!("{} client IPs", numbers::count(t.unique_ips)), false))
-            (card("Blocked", numbers::pct(t.blocked_pct), format!("{} requests", numbers::count(t.blocked)), false))
+            (card("WAF requests", numbers::count(t.requests), numbers::counted(t.unique_ips, "client IP", "client IPs"), false))
+            (card("Blocked", numbers::pct(t.blocked_pct), numbers::counted(t.blocked, "request", "requests"), false))
             (card(
                 "Falco alerts",
                 numbers::count(f.alerts),
@@ -148,11 +148,11 @@ fn overview(report: &Report) -> Markup {
                 if leaked { "see Leaked credentials" } else { "in the app's logs" }.to_owned(),
                 leaked,
             ))
-            (card("App requests", numbers::count(app.requests), format!("{} orders", numbers::count(app.orders)), false))
+            (card("App requests", numbers::count(app.requests), numbers::counted(app.orders, "order", "orders"), false))
             (card(
                 "Server errors",
                 numbers::pct(app.error_rate_pct),
-                format!("{} 5xx responses", numbers::count(app.server_errors)),
+                numbers::counted(app.server_errors, "5xx response", "5xx responses"),
                 false,
             ))
         }
@@ -499,8 +499,8 @@ fn app(report: &Report) -> Markup {
                 p.none { "No app request this day." }
             } @else {
                 div.cards {
-                    (card("Requests", numbers::count(app.requests), format!("{} client errors (4xx)", numbers::count(app.client_errors)), false))
-                    (card("Server errors", numbers::pct(app.error_rate_pct), format!("{} 5xx responses", numbers::count(app.server_errors)), false))
+                    (card("Requests", numbers::count(app.requests), format!("{} (4xx)", numbers::counted(app.client_errors, "client error", "client errors")), false))
+                    (card("Server errors", numbers::pct(app.error_rate_pct), numbers::counted(app.server_errors, "5xx response", "5xx responses"), false))
                     (card("Orders", numbers::count(app.orders), "placed".to_owned(), false))
                     (card("Revenue (KRW)", numbers::int(app.revenue_krw), "from orders".to_owned(), false))
                 }

@@ -47,10 +47,10 @@ pub fn summary(report: &Report) -> String {
 
     let t = &report.traffic;
     let mut waf = format!(
-        "WAF: {} requests, {} blocked, {} client IPs",
-        numbers::count(t.requests),
+        "WAF: {}, {} blocked, {}",
+        numbers::counted(t.requests, "request", "requests"),
         numbers::pct(t.blocked_pct),
-        numbers::count(t.unique_ips),
+        numbers::counted(t.unique_ips, "client IP", "client IPs"),
     );
     if let Some(a) = report.top_attackers.first() {
         waf.push_str(&format!(
@@ -72,8 +72,8 @@ pub fn summary(report: &Report) -> String {
         .map(|p| format!("{} {}", priority_name(p), numbers::count(p.alerts)))
         .collect();
     lines.push(format!(
-        "Falco: {} alerts; critical or worse: {}",
-        numbers::count(f.alerts),
+        "Falco: {}; critical or worse: {}",
+        numbers::counted(f.alerts, "alert", "alerts"),
         if critical.is_empty() {
             "none".to_owned()
         } else {
@@ -89,9 +89,9 @@ pub fn summary(report: &Report) -> String {
             .iter()
             .map(|k| {
                 format!(
-                    "{} ({} records)",
+                    "{} ({})",
                     plain(&k.key_redacted),
-                    numbers::count(k.records)
+                    numbers::counted(k.records, "record", "records")
                 )
             })
             .collect();
@@ -100,8 +100,8 @@ pub fn summary(report: &Report) -> String {
 
     let app = &report.app;
     let mut line = format!(
-        "App: {} requests, {} server errors",
-        numbers::count(app.requests),
+        "App: {}, {} server errors",
+        numbers::counted(app.requests, "request", "requests"),
         numbers::pct(app.error_rate_pct),
     );
     if let Some(route) = busiest_route(app) {

@@ -9,6 +9,13 @@ pub fn count(n: u64) -> String {
     n.to_formatted_string(&Locale::en)
 }
 
+/// A count and the noun it counts, singular for exactly one: `1 record`,
+/// `0 records`, `1,204 records`. `one` and `many` are both given, so nouns
+/// like `5xx response` or `client IP` need no rule of English plurals.
+pub fn counted(n: u64, one: &str, many: &str) -> String {
+    format!("{} {}", count(n), if n == 1 { one } else { many })
+}
+
 /// A signed integer with thousands separators: `-1,234`.
 pub fn int(n: i64) -> String {
     n.to_formatted_string(&Locale::en)
@@ -57,6 +64,17 @@ mod tests {
         assert_eq!(count(1_234_567), "1,234,567");
         assert_eq!(int(-1_234), "-1,234");
         assert_eq!(krw(12_345_678), "12,345,678 KRW");
+    }
+
+    #[test]
+    fn a_count_of_one_takes_the_singular() {
+        assert_eq!(counted(1, "record", "records"), "1 record");
+        assert_eq!(counted(0, "record", "records"), "0 records");
+        assert_eq!(counted(2, "record", "records"), "2 records");
+        assert_eq!(
+            counted(1_204, "client IP", "client IPs"),
+            "1,204 client IPs"
+        );
     }
 
     #[test]
