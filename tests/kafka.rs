@@ -401,19 +401,14 @@ fn assigned(run: &Seclake, topic: &str) -> f64 {
         .unwrap_or(0.0)
 }
 
-#[test]
-fn two_pipelines_split_the_partitions_and_a_stopped_ones_move_without_loss() {
-    let Some(brokers) = brokers() else { return };
-    let _serial = serial();
-    let mut cleanup = Cleanup::new(&brokers);
-    let dir = tempfile::tempdir().expect("tempdir");
-    let (topic, group) = (cleanup.topic("pair"), cleanup.group("pair-group"));
-    let empty = dir.path().join("empty.ndjson");
+/// Creates `topic` and starts two pipelines with the same config (but for
+/// their metrics ports) reading it in `group`.
+fn two_pipelines(dir: &Path, brokers: &str, topic: &str, group: &str) -> (Seclake, Seclake) {
+    let empty = dir.join("empty.ndjson");
     std::fs::write(&empty, "").expect("written");
-    assert_eq!(replay(&brokers, &topic, &[&empty]), 0, "topic created");
-
+    assert_eq!(replay(brokers, topic, &[&empty]), 0, "topic created");
     let (port_a, port_b) = (free_port(), free_port());
-    let config_a = config(dir.path(), &brokers, &[("app", &topic)], &group, "", port_a);
+    let config_a = config(dir, brokers, &[("app", topic)], group, "", port_a);
     let config_b = config_a.with_file_name("b.toml");
     let text = std::fs::read_to_string(&config_a).expect("config");
     std::fs::write(
@@ -421,8 +416,20 @@ fn two_pipelines_split_the_partitions_and_a_stopped_ones_move_without_loss() {
         text.replace(&format!(":{port_a}\""), &format!(":{port_b}\"")),
     )
     .expect("written");
-    let a = Seclake::start(&config_a, port_a, &[]);
-    let b = Seclake::start(&config_b, port_b, &[]);
+    (
+        Seclake::start(&config_a, port_a, &[]),
+        Seclake::start(&config_b, port_b, &[]),
+    )
+}
+
+#[test]
+fn two_pipelines_split_the_partitions_and_a_stopped_ones_move_without_loss() {
+    let Some(brokers) = brokers() else { return };
+    let _serial = serial();
+    let mut cleanup = Cleanup::new(&brokers);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (topic, group) = (cleanup.topic("pair"), cleanup.group("pair-group"));
+    let (a, b) = two_pipelines(dir.path(), &brokers, &topic, &group);
     let split = wait_for(Duration::from_secs(60), || {
         let (na, nb) = (assigned(&a, &topic), assigned(&b, &topic));
         na > 0.0 && nb > 0.0 && na + nb == f64::from(PARTITIONS)
@@ -855,21 +862,7 @@ fn two_pipelines_on_one_host_in_one_group_both_read_and_neither_is_fenced() {
     let mut cleanup = Cleanup::new(&brokers);
     let dir = tempfile::tempdir().expect("tempdir");
     let (topic, group) = (cleanup.topic("host"), cleanup.group("host-group"));
-    let empty = dir.path().join("empty.ndjson");
-    std::fs::write(&empty, "").expect("written");
-    assert_eq!(replay(&brokers, &topic, &[&empty]), 0, "topic created");
-
-    let (port_a, port_b) = (free_port(), free_port());
-    let config_a = config(dir.path(), &brokers, &[("app", &topic)], &group, "", port_a);
-    let config_b = config_a.with_file_name("b.toml");
-    let text = std::fs::read_to_string(&config_a).expect("config");
-    std::fs::write(
-        &config_b,
-        text.replace(&format!(":{port_a}\""), &format!(":{port_b}\"")),
-    )
-    .expect("written");
-    let mut a = Seclake::start(&config_a, port_a, &[]);
-    let mut b = Seclake::start(&config_b, port_b, &[]);
+    let (mut a, mut b) = two_pipelines(dir.path(), &brokers, &topic, &group);
     let split = wait_for(Duration::from_secs(60), || {
         let (na, nb) = (assigned(&a, &topic), assigned(&b, &topic));
         na > 0.0 && nb > 0.0 && na + nb == f64::from(PARTITIONS)
