@@ -28,18 +28,23 @@ fn app_line(i: usize) -> String {
     )
 }
 
+/// Runs `seclake validate` on `config`, which must fail; its stderr.
+fn validate_fails(config: &Path) -> String {
+    let out = Command::new(BIN)
+        .args(["validate", "--config"])
+        .arg(config)
+        .output()
+        .expect("runs");
+    assert!(!out.status.success());
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
 #[test]
 fn validate_names_the_bad_key() {
     let dir = tempfile::tempdir().expect("tempdir");
     let source = "[[source]]\ntype = \"file\"\nformat = \"waff\"\npath = \"x\"\n";
     let config = write_config(dir.path(), source, "");
-    let out = Command::new(BIN)
-        .args(["validate", "--config"])
-        .arg(&config)
-        .output()
-        .expect("runs");
-    assert!(!out.status.success());
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    let stderr = validate_fails(&config);
     assert!(
         stderr.contains("source[0].format") || stderr.contains("waff"),
         "{stderr}"
@@ -58,13 +63,7 @@ fn validate_names_a_corrupt_geoip_database() {
         bad.display()
     );
     let config = write_config(dir.path(), &source, "");
-    let out = Command::new(BIN)
-        .args(["validate", "--config"])
-        .arg(&config)
-        .output()
-        .expect("runs");
-    assert!(!out.status.success());
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    let stderr = validate_fails(&config);
     assert!(stderr.contains("broken.mmdb"), "{stderr}");
 }
 
@@ -74,13 +73,7 @@ fn validate_names_a_bad_max_future_skew() {
     let source = "[[source]]\ntype = \"file\"\nformat = \"waf\"\npath = \"x\"\n";
     let pipeline = "[pipeline]\nmax_future_skew = \"soon\"\n";
     let config = write_config(dir.path(), source, pipeline);
-    let out = Command::new(BIN)
-        .args(["validate", "--config"])
-        .arg(&config)
-        .output()
-        .expect("runs");
-    assert!(!out.status.success());
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    let stderr = validate_fails(&config);
     assert!(
         stderr.contains("pipeline.max_future_skew") && stderr.contains("\"soon\""),
         "{stderr}"

@@ -173,11 +173,6 @@ impl Shutdown {
     pub fn is_set(&self) -> bool {
         self.0.load(Ordering::Relaxed)
     }
-
-    /// The flag itself, for code that polls an `AtomicBool`.
-    pub fn flag(&self) -> &AtomicBool {
-        &self.0
-    }
 }
 
 /// What a source read.

@@ -11,9 +11,9 @@ use datafusion::datasource::source::DataSourceExec;
 use datafusion::physical_plan::ExecutionPlan;
 use parquet::arrow::ArrowWriter;
 use seclake_enrich::schema::{Event, events_to_batch};
-use seclake_queries::report::Options;
+use seclake_queries::report::{Options, Report, Timing};
 use seclake_queries::sections::{DAY_TABLES, SECTIONS, find};
-use seclake_queries::{Lake, ReportDay, build};
+use seclake_queries::{Lake, QueryError, ReportDay, build};
 use seclake_sink::store::S3Options;
 
 const HOUR_US: i64 = 3_600_000_000;
@@ -126,6 +126,11 @@ async fn scanned_partitions(lake: &Lake, sql: &str) -> Vec<String> {
     partitions
 }
 
+/// The report of `date` in UTC with the default options.
+async fn build_utc(lake: &Lake, date: &str) -> Result<(Report, Vec<Timing>), QueryError> {
+    build(lake, &day(date, "UTC"), &Options::default(), |_| {}).await
+}
+
 #[tokio::test]
 async fn only_the_partitions_of_the_day_are_opened() {
     let dir = tempfile::tempdir().unwrap();
@@ -198,14 +203,7 @@ async fn duplicates_of_an_event_count_once() {
         .collect();
     write_file(dir.path(), "b.parquet", &replayed, &[]);
     let lake = open(dir.path()).await;
-    let (report, _) = build(
-        &lake,
-        &day("2026-11-29", "UTC"),
-        &Options::default(),
-        |_| {},
-    )
-    .await
-    .unwrap();
+    let (report, _) = build_utc(&lake, "2026-11-29").await.unwrap();
     assert_eq!(report.traffic.requests, 50);
     assert_eq!(report.traffic.blocked, 50);
     let blocked: u64 = report.top_attackers.iter().map(|a| a.blocked).sum();
@@ -293,14 +291,7 @@ async fn a_copy_with_other_enrichment_counts_once_and_the_first_ingested_copy_wi
     write_file(dir.path(), "c-twin.parquet", &[twin], &[]);
 
     let lake = open(dir.path()).await;
-    let (report, timings) = build(
-        &lake,
-        &day("2026-11-29", "UTC"),
-        &Options::default(),
-        |_| {},
-    )
-    .await
-    .unwrap();
+    let (report, timings) = build_utc(&lake, "2026-11-29").await.unwrap();
     let rows = |name: &str| timings.iter().find(|t| t.name == name).unwrap().rows;
     assert_eq!(
         (rows("waf_day"), rows("falco_day"), rows("app_day")),
@@ -374,14 +365,7 @@ async fn a_file_written_before_a_column_existed_still_reads() {
         .unwrap();
     let rows: Vec<serde_json::Value> = seclake_queries::report::rows("q", &batches).unwrap();
     assert_eq!(rows, [serde_json::json!({"n": 8, "with_ja4": 3})]);
-    let (report, _) = build(
-        &lake,
-        &day("2026-11-29", "UTC"),
-        &Options::default(),
-        |_| {},
-    )
-    .await
-    .unwrap();
+    let (report, _) = build_utc(&lake, "2026-11-29").await.unwrap();
     assert_eq!(report.traffic.requests, 8);
 }
 
@@ -390,14 +374,7 @@ async fn a_day_without_data_gives_an_empty_report() {
     let dir = tempfile::tempdir().unwrap();
     three_days(dir.path());
     let lake = open(dir.path()).await;
-    let (report, _) = build(
-        &lake,
-        &day("2026-12-25", "UTC"),
-        &Options::default(),
-        |_| {},
-    )
-    .await
-    .unwrap();
+    let (report, _) = build_utc(&lake, "2026-12-25").await.unwrap();
     assert!(report.empty);
     assert_eq!(report.traffic.requests, 0);
     assert_eq!(report.traffic.blocked_pct, 0.0);
@@ -411,14 +388,7 @@ async fn a_day_without_data_gives_an_empty_report() {
 async fn an_empty_lake_is_an_empty_report_and_a_missing_one_an_error() {
     let dir = tempfile::tempdir().unwrap();
     let lake = open(dir.path()).await;
-    let (report, _) = build(
-        &lake,
-        &day("2026-11-29", "UTC"),
-        &Options::default(),
-        |_| {},
-    )
-    .await
-    .unwrap();
+    let (report, _) = build_utc(&lake, "2026-11-29").await.unwrap();
     assert!(report.empty);
 
     let missing = dir.path().join("nope");
@@ -447,15 +417,10 @@ async fn an_unreadable_file_fails_the_report_naming_the_query() {
         .join("source=waf/dt=2026-11-29/hour=03/bad.parquet");
     std::fs::write(&bad, b"PAR1 this is not parquet PAR1").unwrap();
     let lake = open(dir.path()).await;
-    let err = build(
-        &lake,
-        &day("2026-11-29", "UTC"),
-        &Options::default(),
-        |_| {},
-    )
-    .await
-    .unwrap_err()
-    .to_string();
+    let err = build_utc(&lake, "2026-11-29")
+        .await
+        .unwrap_err()
+        .to_string();
     assert!(err.starts_with("query waf_day: "), "{err}");
 }
 

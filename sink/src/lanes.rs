@@ -63,6 +63,7 @@ struct Outlet {
     name: &'static str,
     takes: Takes,
     acknowledges: bool,
+    per_format: bool,
     /// By format for per-format sinks; one entry under `None` otherwise.
     senders: BTreeMap<Option<Format>, Sender<SinkBatch>>,
     threads: Vec<JoinHandle<Result<SinkStats, FanoutError>>>,
@@ -88,14 +89,17 @@ impl Fanout {
         let mut outlets = Vec::new();
         for spec in specs {
             let name = spec.name();
-            let keys: Vec<Option<Format>> = match spec.lanes() {
-                Lanes::PerFormat => formats.iter().copied().map(Some).collect(),
-                Lanes::One => vec![None],
+            let per_format = spec.lanes() == Lanes::PerFormat;
+            let keys: Vec<Option<Format>> = if per_format {
+                formats.iter().copied().map(Some).collect()
+            } else {
+                vec![None]
             };
             let mut outlet = Outlet {
                 name,
                 takes: spec.takes(),
                 acknowledges: spec.acknowledges(),
+                per_format,
                 senders: BTreeMap::new(),
                 threads: Vec::new(),
             };
@@ -137,24 +141,16 @@ impl Fanout {
             if !wanted {
                 continue;
             }
-            let key = if outlet.senders.contains_key(&None) {
-                None
-            } else {
-                Some(batch.format)
+            let stopped = || FanoutError::Stopped {
+                sink: outlet.name,
+                format: batch.format.to_string(),
             };
-            let Some(lane) = outlet.senders.get(&key) else {
-                return Err(FanoutError::Stopped {
-                    sink: outlet.name,
-                    format: batch.format.to_string(),
-                });
-            };
+            let key = outlet.per_format.then_some(batch.format);
+            let lane = outlet.senders.get(&key).ok_or_else(stopped)?;
             if outlet.acknowledges {
                 lane.send(batch.clone()).map_err(|e| {
                     e.into_inner().ack.fail();
-                    FanoutError::Stopped {
-                        sink: outlet.name,
-                        format: batch.format.to_string(),
-                    }
+                    stopped()
                 })?;
             } else {
                 let detached = SinkBatch {
@@ -167,12 +163,7 @@ impl Fanout {
                         counter!("seclake_sink_skipped_batches_total", "sink" => outlet.name)
                             .increment(1);
                     }
-                    Err(TrySendError::Disconnected(_)) => {
-                        return Err(FanoutError::Stopped {
-                            sink: outlet.name,
-                            format: batch.format.to_string(),
-                        });
-                    }
+                    Err(TrySendError::Disconnected(_)) => return Err(stopped()),
                 }
             }
         }
