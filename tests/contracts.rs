@@ -6,16 +6,13 @@ mod common;
 
 use std::path::Path;
 use std::process::Command;
-use std::time::Duration;
 
 use async_trait::async_trait;
 use common::BIN;
-use rdkafka::config::ClientConfig;
-use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::{Offset, TopicPartitionList};
+use common::kafka::{Cleanup, committed_and_high};
+use rdkafka::Offset;
 use seclake::config::Config;
 use seclake::pipeline::{RunOptions, run, run_with_sinks};
-use seclake_fixtures::services::unique_name;
 use seclake_sink::{Sink, SinkBatch, SinkError, SinkSpec, SinkStats, Takes};
 
 /// An acknowledging sink whose every write fails, as a broken store would.
@@ -74,20 +71,10 @@ fn app_lines(n: u64) -> String {
         .collect()
 }
 
+/// The offset `group` committed on the topic's one partition.
 fn committed(brokers: &str, group: &str, topic: &str) -> Offset {
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", brokers)
-        .set("group.id", group)
-        .create()
-        .expect("consumer");
-    let mut partitions = TopicPartitionList::new();
-    partitions.add_partition(topic, 0);
-    let committed = consumer
-        .committed_offsets(partitions, Duration::from_secs(10))
-        .expect("committed offsets");
-    committed
-        .find_partition(topic, 0)
-        .map_or(Offset::Invalid, |p| p.offset())
+    let parts = committed_and_high(brokers, group, topic, 1).expect("the broker answers");
+    parts[0].0
 }
 
 fn kafka_config(dir: &Path, brokers: &str, topic: &str, group: &str) -> Config {
@@ -108,8 +95,11 @@ fn a_sink_that_fails_keeps_the_kafka_source_from_committing() {
         return;
     };
     let dir = tempfile::tempdir().expect("tempdir");
-    let topic = unique_name("contract-fail");
-    let group = unique_name("contract-fail-group");
+    let mut cleanup = Cleanup::new(&brokers);
+    let (topic, group) = (
+        cleanup.topic("contract-fail"),
+        cleanup.group("contract-fail-group"),
+    );
     let input = dir.path().join("app.ndjson");
     std::fs::write(&input, app_lines(2000)).expect("input written");
     let replayed = Command::new(BIN)
@@ -148,21 +138,6 @@ fn a_sink_that_fails_keeps_the_kafka_source_from_committing() {
     let summary = run(&cfg, &opts).expect("the run succeeds");
     assert_eq!(summary.lake_rows, 2000);
     assert_eq!(committed(&brokers, &group, &topic), Offset::Offset(2000));
-    delete_topic(&brokers, &topic);
-}
-
-fn delete_topic(brokers: &str, topic: &str) {
-    use rdkafka::admin::{AdminClient, AdminOptions};
-    use rdkafka::client::DefaultClientContext;
-    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
-        .set("bootstrap.servers", brokers)
-        .create()
-        .expect("admin client");
-    let rt = tokio::runtime::Runtime::new().expect("runtime");
-    let deleted = rt
-        .block_on(admin.delete_topics(&[topic], &AdminOptions::new()))
-        .expect("delete request");
-    assert!(deleted.iter().all(Result::is_ok), "{deleted:?}");
 }
 
 #[test]

@@ -12,11 +12,10 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use common::kafka::{Cleanup, committed_and_high};
 use common::{BIN, Seclake, dead_letter_lines, free_port, sample, wait_for};
 use datafusion::arrow::array::{Array, AsArray};
 use datafusion::prelude::{ParquetReadOptions, SessionContext};
-use rdkafka::admin::{AdminClient, AdminOptions};
-use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Message as _;
@@ -36,96 +35,6 @@ fn serial() -> std::sync::MutexGuard<'static, ()> {
 
 fn brokers() -> Option<String> {
     seclake_fixtures::services::service("kafka", "SECLAKE_KAFKA_BROKERS", "127.0.0.1:9092")
-}
-
-/// The topics and groups a test creates, deleted when it ends (passed or
-/// failed), so the broker's data directory does not grow with every run.
-struct Cleanup {
-    brokers: String,
-    topics: Vec<String>,
-    groups: Vec<String>,
-}
-
-impl Cleanup {
-    fn new(brokers: &str) -> Cleanup {
-        Cleanup {
-            brokers: brokers.to_owned(),
-            topics: Vec::new(),
-            groups: Vec::new(),
-        }
-    }
-
-    /// A fresh topic name ([`unique_name`]), deleted at the end.
-    fn topic(&mut self, prefix: &str) -> String {
-        let name = unique_name(prefix);
-        self.topics.push(name.clone());
-        name
-    }
-
-    /// A fresh consumer group name, deleted at the end.
-    fn group(&mut self, prefix: &str) -> String {
-        let name = unique_name(prefix);
-        self.groups.push(name.clone());
-        name
-    }
-}
-
-impl Drop for Cleanup {
-    /// Best effort, and no panic while a failed test unwinds: a topic that
-    /// was never created, or a group still in use, is only reported.
-    fn drop(&mut self) {
-        let admin: AdminClient<DefaultClientContext> = match ClientConfig::new()
-            .set("bootstrap.servers", &self.brokers)
-            .create()
-        {
-            Ok(admin) => admin,
-            Err(e) => return eprintln!("cleanup: no admin client for {}: {e}", self.brokers),
-        };
-        let Ok(rt) = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-        else {
-            return eprintln!("cleanup: no runtime");
-        };
-        let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
-        rt.block_on(async {
-            let topics: Vec<&str> = self.topics.iter().map(String::as_str).collect();
-            let groups: Vec<&str> = self.groups.iter().map(String::as_str).collect();
-            if !topics.is_empty() {
-                match admin.delete_topics(&topics, &options).await {
-                    Ok(results) => report_failures("topic", results),
-                    Err(e) => eprintln!("cleanup: deleting topics {topics:?}: {e}"),
-                }
-            }
-            if !groups.is_empty() {
-                match admin.delete_groups(&groups, &options).await {
-                    Ok(results) => report_failures("group", results),
-                    Err(e) => eprintln!("cleanup: deleting groups {groups:?}: {e}"),
-                }
-            }
-        });
-    }
-}
-
-fn report_failures(
-    kind: &str,
-    results: Vec<Result<String, (String, rdkafka::types::RDKafkaErrorCode)>>,
-) {
-    for result in results {
-        if let Err((name, code)) = result {
-            // Never created (the test failed first) is no news, nor is a
-            // group whose static members stay until their session expires
-            // (they don't leave on close); its offsets are all it holds.
-            if !matches!(
-                code,
-                rdkafka::types::RDKafkaErrorCode::UnknownTopicOrPartition
-                    | rdkafka::types::RDKafkaErrorCode::GroupIdNotFound
-                    | rdkafka::types::RDKafkaErrorCode::NonEmptyGroup
-            ) {
-                eprintln!("cleanup: {kind} {name} not deleted: {code}");
-            }
-        }
-    }
 }
 
 /// A valid app access-log line, distinct for every `(tag, i)`.
@@ -258,26 +167,11 @@ fn lake_ids(dir: &Path) -> (u64, HashSet<String>) {
 
 /// True once `group` has committed every partition of `topic` to its end.
 fn committed_to_end(brokers: &str, group: &str, topic: &str) -> bool {
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", brokers)
-        .set("group.id", group)
-        .create()
-        .expect("consumer");
-    let mut partitions = TopicPartitionList::new();
-    for p in 0..PARTITIONS {
-        partitions.add_partition(topic, p);
-    }
-    let Ok(committed) = consumer.committed_offsets(partitions, Duration::from_secs(10)) else {
-        return false;
-    };
-    (0..PARTITIONS).all(|p| {
-        let Ok((_, high)) = consumer.fetch_watermarks(topic, p, Duration::from_secs(10)) else {
-            return false;
-        };
-        match committed.find_partition(topic, p).map(|e| e.offset()) {
-            Some(Offset::Offset(offset)) => offset == high,
+    committed_and_high(brokers, group, topic, PARTITIONS).is_some_and(|parts| {
+        parts.iter().all(|&(committed, high)| match committed {
+            Offset::Offset(offset) => offset == high,
             _ => high == 0,
-        }
+        })
     })
 }
 
@@ -903,4 +797,146 @@ fn two_pipelines_on_one_host_in_one_group_both_read_and_neither_is_fenced() {
         ids, expected,
         "every record, from one pipeline or the other"
     );
+}
+
+/// A plain consumer that joins `group` on `topic` under the static member id
+/// `instance_id`, committing nothing: it fences the member that had the id.
+fn impostor(brokers: &str, group: &str, topic: &str, instance_id: &str) -> BaseConsumer {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("group.id", group)
+        .set("group.instance.id", instance_id)
+        .set("session.timeout.ms", "6000")
+        .set("enable.auto.commit", "false")
+        .set("partition.assignment.strategy", "cooperative-sticky")
+        .create()
+        .expect("consumer");
+    consumer.subscribe(&[topic]).expect("subscribed");
+    consumer
+}
+
+/// The members the coordinator has in `group` (none once every session expired).
+fn group_members(brokers: &str, group: &str) -> Option<usize> {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .create()
+        .ok()?;
+    let list = consumer
+        .fetch_group_list(Some(group), Duration::from_secs(10))
+        .ok()?;
+    Some(list.groups().iter().map(|g| g.members().len()).sum())
+}
+
+/// Another consumer joining under a pipeline's static member id fences it.
+/// That is a deployment error (two pipelines given one `instance_id`), not
+/// something to fight over: the pipeline stops and says which key to change.
+#[test]
+fn another_consumer_with_the_pipelines_instance_id_stops_it_naming_the_key() {
+    let Some(brokers) = brokers() else { return };
+    let mut cleanup = Cleanup::new(&brokers);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (topic, group) = (cleanup.topic("fenced"), cleanup.group("fenced-group"));
+    let input = dir.path().join("app.ndjson");
+    write_app_lines(&input, &topic, 0..1_000);
+    assert_eq!(replay(&brokers, &topic, &[&input]), 1_000);
+    let port = free_port();
+    let config = config(dir.path(), &brokers, &[("app", &topic)], &group, "", port);
+    let mut run = Seclake::start_keeping_stderr(&config, port, &[]);
+    assert!(run.metric_reaches(
+        "seclake_records_total{format=\"app\"}",
+        1_000.0,
+        Duration::from_secs(60)
+    ));
+    let ids = instance_ids(&run);
+    assert_eq!(ids.len(), 1, "one static member");
+
+    let other = impostor(&brokers, &group, &topic, &ids[0]);
+    let mut exited = false;
+    wait_for(Duration::from_secs(60), || {
+        let _ = other.poll(Duration::from_millis(100));
+        exited = !matches!(run.child.try_wait(), Ok(None));
+        exited
+    });
+    assert!(exited, "the fenced pipeline kept running");
+    let stderr = run.wait_failure(Duration::from_secs(30));
+    assert!(
+        stderr.contains("joined with this one's group.instance.id")
+            && stderr.contains("give each pipeline its own `instance_id`"),
+        "{stderr}"
+    );
+}
+
+/// librdkafka fences a static member by its own hand: after its session
+/// timed out it rejoins under a new member id, and a commit it had queued
+/// under the old one is answered "fenced", a fatal error (librdkafka issue
+/// 3437; seen when a broker restarts). The pipeline replaces the consumer
+/// and reads on. Here the fence comes from a consumer joining under the same
+/// id right after the pipeline regained its partitions, which the pipeline
+/// cannot tell from its own: it must take the id back and lose nothing.
+#[test]
+fn a_fence_right_after_a_lost_session_is_taken_as_our_own_and_the_consumer_rejoins() {
+    let Some(brokers) = brokers() else { return };
+    let _serial = serial();
+    let mut cleanup = Cleanup::new(&brokers);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (topic, group) = (
+        cleanup.topic("self-fence"),
+        cleanup.group("self-fence-group"),
+    );
+    let first = dir.path().join("first.ndjson");
+    let second = dir.path().join("second.ndjson");
+    let mut expected = write_app_lines(&first, &topic, 0..5_000);
+    expected.extend(write_app_lines(&second, &topic, 5_000..10_000));
+    assert_eq!(replay(&brokers, &topic, &[&first]), 5_000);
+    let port = free_port();
+    let config = config(dir.path(), &brokers, &[("app", &topic)], &group, "", port);
+    let mut run = Seclake::start(&config, port, &[]);
+    let records = "seclake_records_total{format=\"app\"}";
+    assert!(run.metric_reaches(records, 5_000.0, Duration::from_secs(60)));
+    wait_committed(&brokers, &group, &topic);
+    let ids = instance_ids(&run);
+    assert_eq!(ids.len(), 1, "one static member");
+
+    // Frozen past its session timeout, the pipeline's member expires at the
+    // coordinator; thawed, it finds its assignment lost and rejoins.
+    run.signal("-STOP");
+    let expired = wait_for(Duration::from_secs(60), || {
+        group_members(&brokers, &group) == Some(0)
+    });
+    run.signal("-CONT");
+    assert!(expired, "the frozen member never expired");
+    assert!(run.metric_reaches(
+        "seclake_kafka_assignments_lost_total",
+        1.0,
+        Duration::from_secs(60)
+    ));
+    assert!(
+        wait_for(Duration::from_secs(60), || assigned_all(
+            &run,
+            std::slice::from_ref(&topic)
+        ) == f64::from(PARTITIONS)),
+        "the pipeline never got its partitions back"
+    );
+
+    let other = impostor(&brokers, &group, &topic, &ids[0]);
+    let rejoined = wait_for(Duration::from_secs(60), || {
+        let _ = other.poll(Duration::from_millis(100));
+        run.metrics()
+            .and_then(|m| sample(&m, "seclake_kafka_self_fence_rejoins_total"))
+            .is_some_and(|n| n >= 1.0)
+    });
+    drop(other);
+    assert!(rejoined, "the pipeline did not replace its fenced consumer");
+    assert!(
+        matches!(run.child.try_wait(), Ok(None)),
+        "the pipeline exited"
+    );
+    assert_eq!(instance_ids(&run), ids, "it rejoined under the same id");
+
+    assert_eq!(replay(&brokers, &topic, &[&second]), 5_000);
+    wait_committed(&brokers, &group, &topic);
+    let summary = run.terminate();
+    assert_eq!(summary["undelivered_batches"], 0);
+    let (_, lake) = lake_ids(dir.path());
+    assert_eq!(lake, expected);
 }

@@ -319,39 +319,54 @@ impl KafkaConfig {
             message,
         };
         let topic: Arc<str> = self.topic.as_str().into();
-        let context = SourceContext {
-            topic: Arc::clone(&topic),
-            state: Mutex::new(State::default()),
-            signer,
-        };
-        let consumer: BaseConsumer<SourceContext<MSK_IAM>> = self
-            .client_config(until_caught_up)
-            .create_with_context(context)
-            .map_err(|e| failed(format!("cannot create a consumer: {e}")))?;
-        check_topic(&consumer, &self.topic, &self.brokers).map_err(failed)?;
-        consumer
-            .subscribe(&[&self.topic])
-            .map_err(|e| failed(format!("cannot subscribe: {e}")))?;
-        for name in [
-            "seclake_kafka_assigned_partitions",
-            "seclake_kafka_paused_partitions",
-        ] {
-            gauge!(name, "topic" => self.topic.clone()).set(0.0);
-        }
+        let mut stats = ReadStats::default();
+        let signer = signer.map(Arc::new);
+        loop {
+            let context = SourceContext {
+                topic: Arc::clone(&topic),
+                state: Mutex::new(State::default()),
+                signer: signer.clone(),
+            };
+            let consumer: BaseConsumer<SourceContext<MSK_IAM>> = self
+                .client_config(until_caught_up)
+                .create_with_context(context)
+                .map_err(|e| failed(format!("cannot create a consumer: {e}")))?;
+            check_topic(&consumer, &self.topic, &self.brokers).map_err(failed)?;
+            consumer
+                .subscribe(&[&self.topic])
+                .map_err(|e| failed(format!("cannot subscribe: {e}")))?;
+            for name in [
+                "seclake_kafka_assigned_partitions",
+                "seclake_kafka_paused_partitions",
+            ] {
+                gauge!(name, "topic" => self.topic.clone()).set(0.0);
+            }
 
-        let mut reader = Reader {
-            config: self,
-            consumer: &consumer,
-            topic,
-            backlog: VecDeque::new(),
-            paused: false,
-            stats: ReadStats::default(),
-        };
-        reader.read(tx, shutdown, until_caught_up)?;
-        reader.drain(tx)?;
-        let stats = reader.stats;
-        drop(reader);
-        Ok((stats, consumer))
+            let mut reader = Reader {
+                config: self,
+                consumer: &consumer,
+                topic: Arc::clone(&topic),
+                backlog: VecDeque::new(),
+                paused: false,
+                stats: ReadStats::default(),
+            };
+            let ended = reader.read(tx, shutdown, until_caught_up)?;
+            if ended == Ended::FencedBySelf {
+                // Nothing of this consumer's is committed any more (its
+                // assignment was lost); the new one reads from the group's
+                // offsets, so what was in flight is read again.
+                stats += reader.stats;
+                drop(reader);
+                counter!("seclake_kafka_self_fence_rejoins_total", "topic" => self.topic.clone())
+                    .increment(1);
+                tracing::warn!(topic = %self.topic, "fenced by this consumer's own rejoin after its session timed out (librdkafka treats it as fatal): rejoining with a new consumer");
+                continue;
+            }
+            reader.drain(tx)?;
+            stats += reader.stats;
+            drop(reader);
+            return Ok((stats, consumer));
+        }
     }
 }
 
@@ -488,6 +503,46 @@ struct State {
     paused: bool,
     /// An asynchronous commit is out, sent at this instant.
     commit_sent: Option<Instant>,
+    /// Whether the group session held, for telling a fence of our own
+    /// making from another consumer's.
+    session: Session,
+}
+
+/// The consumer's group session, as its rebalance callbacks saw it.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+enum Session {
+    /// Never lost.
+    #[default]
+    Steady,
+    /// The assignment was lost (session timeout); no partitions since.
+    Lost,
+    /// Partitions came back at this instant after a loss.
+    Regained(Instant),
+}
+
+impl Session {
+    /// A fence answers a request of the rejoin, and a fenced commit response
+    /// can trail the new assignment by a moment.
+    const FENCE_GRACE: Duration = Duration::from_secs(30);
+
+    /// True while a fence can come from this consumer's own rejoin.
+    fn fence_may_be_ours(self) -> bool {
+        match self {
+            Session::Steady => false,
+            Session::Lost => true,
+            Session::Regained(at) => at.elapsed() < Session::FENCE_GRACE,
+        }
+    }
+}
+
+/// Why [`Reader::read`] returned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Ended {
+    /// Shutdown, or caught up.
+    Stopped,
+    /// Fenced by its own rejoin: the consumer is dead and a new one must
+    /// take its place.
+    FencedBySelf,
 }
 
 /// The consumer's callbacks; `MSK_IAM` turns on the OAUTHBEARER token
@@ -495,7 +550,7 @@ struct State {
 struct SourceContext<const MSK_IAM: bool> {
     topic: Arc<str>,
     state: Mutex<State>,
-    signer: Option<msk_iam::Signer>,
+    signer: Option<Arc<msk_iam::Signer>>,
 }
 
 impl<const MSK_IAM: bool> SourceContext<MSK_IAM> {
@@ -584,6 +639,7 @@ impl<const MSK_IAM: bool> ConsumerContext for SourceContext<MSK_IAM> {
         // is not committed: the group has moved on, and a commit waiting
         // for a coordinator here can keep librdkafka from ever rejoining.
         if consumer.assignment_lost() {
+            state.session = Session::Lost;
             counter!("seclake_kafka_assignments_lost_total", "topic" => self.topic.to_string())
                 .increment(1);
             tracing::warn!(topic = %self.topic, "assignment lost: offsets not committed; what the sinks had is read again");
@@ -602,6 +658,9 @@ impl<const MSK_IAM: bool> ConsumerContext for SourceContext<MSK_IAM> {
         counter!("seclake_kafka_rebalances_total", "topic" => self.topic.to_string(), "kind" => "assign")
             .increment(1);
         let mut state = self.lock();
+        if state.session == Session::Lost {
+            state.session = Session::Regained(Instant::now());
+        }
         let mut added = TopicPartitionList::new();
         for element in assigned.elements_for_topic(&self.topic) {
             state.next_generation += 1;
@@ -721,7 +780,7 @@ impl<const M: bool> Reader<'_, M> {
         tx: &BatchSender,
         shutdown: &Shutdown,
         until_caught_up: bool,
-    ) -> Result<(), SourceError> {
+    ) -> Result<Ended, SourceError> {
         while !shutdown.is_set() {
             let handed = self.hand_over(tx)?;
             self.set_paused(!handed);
@@ -753,11 +812,8 @@ impl<const M: bool> Reader<'_, M> {
                             p.eof = true;
                         }
                     }
-                    Some(Err(e @ KafkaError::MessageConsumptionFatal(_))) => {
-                        return Err(SourceError::Kafka {
-                            topic: self.config.topic.clone(),
-                            message: format!("fatal consumer error: {e}"),
-                        });
+                    Some(Err(KafkaError::MessageConsumptionFatal(code))) => {
+                        return self.fatal(code);
                     }
                     // Broker restarts and the like: librdkafka reconnects.
                     Some(Err(e)) => {
@@ -772,7 +828,37 @@ impl<const M: bool> Reader<'_, M> {
                 break;
             }
         }
-        Ok(())
+        Ok(Ended::Stopped)
+    }
+
+    /// What a fatal consumer error means. librdkafka makes a fenced static
+    /// member fatal, and fences a consumer by its own hand too: when its
+    /// session times out (the coordinator was unreachable) it rejoins under
+    /// a new member id, and a commit still queued under the old id is then
+    /// answered "fenced" (librdkafka issue 3437). That case, a fence soon
+    /// after this consumer lost its assignment, is [`Ended::FencedBySelf`];
+    /// any other is another consumer holding the same instance id.
+    fn fatal(&self, code: RDKafkaErrorCode) -> Result<Ended, SourceError> {
+        let session = self.consumer.context().lock().session;
+        if code == RDKafkaErrorCode::FencedInstanceId && session.fence_may_be_ours() {
+            return Ok(Ended::FencedBySelf);
+        }
+        let hint = if code == RDKafkaErrorCode::FencedInstanceId {
+            format!(
+                ": another consumer of group {:?} joined with this one's group.instance.id; \
+                 give each pipeline its own `instance_id`",
+                self.config.group
+            )
+        } else {
+            String::new()
+        };
+        Err(SourceError::Kafka {
+            topic: self.config.topic.clone(),
+            message: format!(
+                "fatal consumer error: {}{hint}",
+                KafkaError::MessageConsumptionFatal(code)
+            ),
+        })
     }
 
     /// Appends one record to its partition's batch; true when a batch was
@@ -1076,6 +1162,17 @@ mod tests {
             .unwrap_err();
         assert_eq!(err.key, "kafka_options.\"enable.auto.commit\"");
         assert!(err.message.contains("commits offsets itself"), "{err:?}");
+    }
+
+    #[test]
+    fn a_fence_counts_as_our_own_only_while_the_session_is_lost_or_just_regained() {
+        assert!(!Session::Steady.fence_may_be_ours());
+        assert!(Session::Lost.fence_may_be_ours());
+        assert!(Session::Regained(Instant::now()).fence_may_be_ours());
+        let long_ago = Instant::now().checked_sub(Session::FENCE_GRACE + Duration::from_secs(1));
+        if let Some(at) = long_ago {
+            assert!(!Session::Regained(at).fence_may_be_ours());
+        }
     }
 
     #[test]

@@ -186,6 +186,14 @@ pub struct ReadStats {
     pub batches: u64,
 }
 
+impl std::ops::AddAssign for ReadStats {
+    fn add_assign(&mut self, other: ReadStats) {
+        self.records += other.records;
+        self.bytes += other.bytes;
+        self.batches += other.batches;
+    }
+}
+
 /// What every source's config can do; one `[[source]]` entry.
 pub trait SourceSpec: std::fmt::Debug + Send + Sync {
     /// The format of every record it delivers.

@@ -2,6 +2,8 @@
 //! endpoint, signals, and waiting for conditions with a deadline.
 #![allow(dead_code)] // each test binary uses its own share of these
 
+pub mod kafka;
+
 use std::io::{Read as _, Write as _};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
@@ -57,12 +59,25 @@ pub struct Seclake {
     pub child: Child,
     pub port: u16,
     pub summary: PathBuf,
+    /// Where standard error goes when not to the test's own.
+    pub stderr: Option<PathBuf>,
 }
 
 impl Seclake {
     /// Starts `seclake run --config CONFIG ARGS...`; `CONFIG` must serve
     /// metrics on `port` (see [`Seclake::metrics_section`]).
     pub fn start(config: &Path, port: u16, args: &[&str]) -> Seclake {
+        Seclake::spawn(config, port, args, None)
+    }
+
+    /// [`Seclake::start`] with standard error kept in a file, for a test
+    /// that reads what the process said ([`Seclake::wait_failure`]).
+    pub fn start_keeping_stderr(config: &Path, port: u16, args: &[&str]) -> Seclake {
+        let stderr = config.with_extension(format!("{port}.stderr"));
+        Seclake::spawn(config, port, args, Some(stderr))
+    }
+
+    fn spawn(config: &Path, port: u16, args: &[&str], stderr: Option<PathBuf>) -> Seclake {
         let summary = config.with_extension(format!("{port}.summary.json"));
         let mut command = Command::new(BIN);
         if std::env::var_os("RUST_LOG").is_none() {
@@ -76,12 +91,17 @@ impl Seclake {
             .arg(&summary)
             .args(args)
             .stdout(Stdio::null())
+            .stderr(match &stderr {
+                Some(path) => Stdio::from(std::fs::File::create(path).expect("stderr file")),
+                None => Stdio::inherit(),
+            })
             .spawn()
             .expect("seclake starts");
         Seclake {
             child,
             port,
             summary,
+            stderr,
         }
     }
 
@@ -141,6 +161,24 @@ impl Seclake {
         assert!(status.success(), "seclake failed: {status}");
         let text = std::fs::read(&self.summary).expect("summary written");
         serde_json::from_slice(&text).expect("json")
+    }
+
+    /// Waits for the process to exit by itself (within `limit`) with a
+    /// failure, and returns its standard error (started with
+    /// [`Seclake::start_keeping_stderr`]).
+    pub fn wait_failure(mut self, limit: Duration) -> String {
+        let mut status = None;
+        let exited = wait_for(limit, || {
+            status = self.child.try_wait().expect("status");
+            status.is_some()
+        });
+        assert!(exited, "seclake did not exit within {limit:?}");
+        assert!(
+            !status.expect("exited").success(),
+            "seclake exited successfully"
+        );
+        let path = self.stderr.as_ref().expect("started keeping stderr");
+        std::fs::read_to_string(path).expect("stderr readable")
     }
 
     /// Sends SIGTERM, waits for a successful exit and returns the summary.
