@@ -4,6 +4,50 @@
 --
 -- Parameters: :first_dt, :last_dt, :first_hour, :last_hour, :start_ts, :end_ts
 -- (as in waf_day.sql). Trino/Athena: array_to_string is array_join.
+WITH day AS (
+    SELECT
+        event_id,
+        ts,
+        client_ip,
+        http_method,
+        app_route,
+        status,
+        latency_ms,
+        user_id,
+        amount,
+        coalesce(app_error, message) AS text,
+        array_to_string(threat_reasons, ',') LIKE '%app.leaked_aws_key%' AS leaked,
+        threat_score,
+        threat_level,
+        ingest_ts
+    FROM app
+    WHERE dt BETWEEN :first_dt AND :last_dt
+      AND concat(dt, 'T', hour) BETWEEN :first_hour AND :last_hour
+      AND ts >= :start_ts AND ts < :end_ts
+),
+-- Events stored more than once (as in waf_day.sql): only their rows are ranked.
+copied AS (
+    SELECT event_id FROM day GROUP BY event_id HAVING count(*) > 1
+)
+SELECT
+    day.event_id,
+    day.ts,
+    day.client_ip,
+    day.http_method,
+    day.app_route,
+    day.status,
+    day.latency_ms,
+    day.user_id,
+    day.amount,
+    day.text,
+    day.leaked,
+    day.threat_score,
+    day.threat_level
+-- The small side first: DataFusion builds its hash table from the left input.
+FROM copied
+RIGHT JOIN day ON day.event_id = copied.event_id
+WHERE copied.event_id IS NULL
+UNION ALL
 SELECT
     event_id,
     ts,
@@ -20,26 +64,24 @@ SELECT
     threat_level
 FROM (
     SELECT
-        event_id,
-        ts,
-        client_ip,
-        http_method,
-        app_route,
-        status,
-        latency_ms,
-        user_id,
-        amount,
-        coalesce(app_error, message) AS text,
-        array_to_string(threat_reasons, ',') LIKE '%app.leaked_aws_key%' AS leaked,
-        threat_score,
-        threat_level,
+        day.event_id,
+        day.ts,
+        day.client_ip,
+        day.http_method,
+        day.app_route,
+        day.status,
+        day.latency_ms,
+        day.user_id,
+        day.amount,
+        day.text,
+        day.leaked,
+        day.threat_score,
+        day.threat_level,
         row_number() OVER (
-            PARTITION BY event_id
-            ORDER BY ingest_ts, threat_score, threat_level
+            PARTITION BY day.event_id
+            ORDER BY day.ingest_ts, day.threat_score, day.threat_level
         ) AS copy
-    FROM app
-    WHERE dt BETWEEN :first_dt AND :last_dt
-      AND concat(dt, 'T', hour) BETWEEN :first_hour AND :last_hour
-      AND ts >= :start_ts AND ts < :end_ts
+    FROM copied
+    JOIN day ON day.event_id = copied.event_id
 ) AS copies
 WHERE copy = 1

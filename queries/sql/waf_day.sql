@@ -11,20 +11,7 @@
 --   :first_hour, :last_hour  'YYYY-MM-DDTHH' first and last overlapping hour partitions
 --   :start_ts, :end_ts       the day's first instant and the instant after it (UTC)
 -- Trino/Athena: array_to_string(x, ',') is array_join(x, ',').
-SELECT
-    event_id,
-    ts,
-    client_ip,
-    country_iso,
-    country_name,
-    asn,
-    as_org,
-    action,
-    rule,
-    attack_type,
-    threat_score,
-    threat_level
-FROM (
+WITH day AS (
     SELECT
         event_id,
         ts,
@@ -50,17 +37,71 @@ FROM (
         END AS attack_type,
         threat_score,
         threat_level,
-        -- Columns read from the record itself are equal in every copy (the
-        -- id is the record's hash); the enrichment decides among the rest.
-        row_number() OVER (
-            PARTITION BY event_id
-            ORDER BY ingest_ts, threat_score, threat_level,
-                country_iso NULLS LAST, country_name NULLS LAST,
-                asn NULLS LAST, as_org NULLS LAST
-        ) AS copy
+        ingest_ts
     FROM waf
     WHERE dt BETWEEN :first_dt AND :last_dt
       AND concat(dt, 'T', hour) BETWEEN :first_hour AND :last_hour
       AND ts >= :start_ts AND ts < :end_ts
+),
+-- Events stored more than once: few (re-deliveries), so only their rows are
+-- ranked, and every other row is its event's only copy. Columns read from the
+-- record itself are equal in every copy (the id is the record's hash); the
+-- enrichment decides among the rest.
+copied AS (
+    SELECT event_id FROM day GROUP BY event_id HAVING count(*) > 1
+)
+SELECT
+    day.event_id,
+    day.ts,
+    day.client_ip,
+    day.country_iso,
+    day.country_name,
+    day.asn,
+    day.as_org,
+    day.action,
+    day.rule,
+    day.attack_type,
+    day.threat_score,
+    day.threat_level
+-- The small side first: DataFusion builds its hash table from the left input.
+FROM copied
+RIGHT JOIN day ON day.event_id = copied.event_id
+WHERE copied.event_id IS NULL
+UNION ALL
+SELECT
+    event_id,
+    ts,
+    client_ip,
+    country_iso,
+    country_name,
+    asn,
+    as_org,
+    action,
+    rule,
+    attack_type,
+    threat_score,
+    threat_level
+FROM (
+    SELECT
+        day.event_id,
+        day.ts,
+        day.client_ip,
+        day.country_iso,
+        day.country_name,
+        day.asn,
+        day.as_org,
+        day.action,
+        day.rule,
+        day.attack_type,
+        day.threat_score,
+        day.threat_level,
+        row_number() OVER (
+            PARTITION BY day.event_id
+            ORDER BY day.ingest_ts, day.threat_score, day.threat_level,
+                day.country_iso NULLS LAST, day.country_name NULLS LAST,
+                day.asn NULLS LAST, day.as_org NULLS LAST
+        ) AS copy
+    FROM copied
+    JOIN day ON day.event_id = copied.event_id
 ) AS copies
 WHERE copy = 1
