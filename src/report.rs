@@ -56,7 +56,7 @@ pub async fn write(lake: &Lake, job: &ReportJob) -> Result<Written> {
     } else {
         ProgressBar::hidden()
     };
-    bar.set_message("waf_day");
+    bar.set_message(seclake_queries::sections::DAY_TABLES[0].name);
     let (report, timings) = seclake_queries::build(lake, &job.day, &job.options, |t| {
         bar.inc(1);
         bar.set_message(t.name);

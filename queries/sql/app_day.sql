@@ -2,6 +2,8 @@
 -- ingested copy of each (as in waf_day.sql; docs/report.md). `leaked` marks
 -- records in which the threat scorer found an AWS access key id.
 --
+-- Needs the table app_copies (app_copies.sql) made first.
+--
 -- Parameters: :first_dt, :last_dt, :first_hour, :last_hour, :start_ts, :end_ts
 -- (as in waf_day.sql). Trino/Athena: array_to_string is array_join.
 WITH day AS (
@@ -24,11 +26,9 @@ WITH day AS (
     WHERE dt BETWEEN :first_dt AND :last_dt
       AND concat(dt, 'T', hour) BETWEEN :first_hour AND :last_hour
       AND ts >= :start_ts AND ts < :end_ts
-),
--- Events stored more than once (as in waf_day.sql): only their rows are ranked.
-copied AS (
-    SELECT event_id FROM day GROUP BY event_id HAVING count(*) > 1
 )
+-- The events in app_copies are ranked in the second branch; every other
+-- row is its event's only copy (as in waf_day.sql).
 SELECT
     day.event_id,
     day.ts,
@@ -44,7 +44,7 @@ SELECT
     day.threat_score,
     day.threat_level
 -- The small side first: DataFusion builds its hash table from the left input.
-FROM copied
+FROM app_copies AS copied
 RIGHT JOIN day ON day.event_id = copied.event_id
 WHERE copied.event_id IS NULL
 UNION ALL
@@ -81,7 +81,7 @@ FROM (
             PARTITION BY day.event_id
             ORDER BY day.ingest_ts, day.threat_score, day.threat_level
         ) AS copy
-    FROM copied
+    FROM app_copies AS copied
     JOIN day ON day.event_id = copied.event_id
 ) AS copies
 WHERE copy = 1

@@ -6,6 +6,8 @@
 -- at the same instant, the one first in the window's ORDER BY (docs/report.md).
 -- `attack_type` names what a non-allowed request was stopped or counted for.
 --
+-- Needs the table waf_copies (waf_copies.sql) made first.
+--
 -- Parameters (literals put in by `report`; see docs/report.md):
 --   :first_dt, :last_dt      'YYYY-MM-DD' partitions that overlap the day
 --   :first_hour, :last_hour  'YYYY-MM-DDTHH' first and last overlapping hour partitions
@@ -42,14 +44,11 @@ WITH day AS (
     WHERE dt BETWEEN :first_dt AND :last_dt
       AND concat(dt, 'T', hour) BETWEEN :first_hour AND :last_hour
       AND ts >= :start_ts AND ts < :end_ts
-),
--- Events stored more than once: few (re-deliveries), so only their rows are
--- ranked, and every other row is its event's only copy. Columns read from the
--- record itself are equal in every copy (the id is the record's hash); the
--- enrichment decides among the rest.
-copied AS (
-    SELECT event_id FROM day GROUP BY event_id HAVING count(*) > 1
 )
+-- The events in waf_copies are ranked in the second branch; every other row
+-- is its event's only copy. Columns read from the record itself are equal in
+-- every copy (the id is the record's hash); the enrichment decides among the
+-- rest.
 SELECT
     day.event_id,
     day.ts,
@@ -64,7 +63,7 @@ SELECT
     day.threat_score,
     day.threat_level
 -- The small side first: DataFusion builds its hash table from the left input.
-FROM copied
+FROM waf_copies AS copied
 RIGHT JOIN day ON day.event_id = copied.event_id
 WHERE copied.event_id IS NULL
 UNION ALL
@@ -101,7 +100,7 @@ FROM (
                 day.country_iso NULLS LAST, day.country_name NULLS LAST,
                 day.asn NULLS LAST, day.as_org NULLS LAST
         ) AS copy
-    FROM copied
+    FROM waf_copies AS copied
     JOIN day ON day.event_id = copied.event_id
 ) AS copies
 WHERE copy = 1

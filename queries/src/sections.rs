@@ -1,9 +1,10 @@
 //! The report's SQL, one file per section in `queries/sql/`, compiled in.
 //!
 //! The `*_day` files select one source's rows of the report day, each
-//! `event_id` once; the report creates them as in-memory tables (`waf_day`,
-//! `falco_day`, `app_day`) and every section reads those. Athena, Trino or
-//! DuckDB users run the same files: create the three as views or tables
+//! `event_id` once, with the help of the `*_copies` files (the ids stored more
+//! than once); the report creates them as in-memory tables in that order
+//! (`waf_copies`, `waf_day`, …) and every section reads the day tables.
+//! Athena, Trino or DuckDB users run the same files: create the six as tables
 //! first, then the sections (docs/report.md lists the parameters).
 
 /// A named SQL text.
@@ -22,7 +23,14 @@ macro_rules! sql {
 }
 
 /// The day tables, created in this order before any section runs.
-pub const DAY_TABLES: &[Sql] = sql!["waf_day", "falco_day", "app_day"];
+pub const DAY_TABLES: &[Sql] = sql![
+    "waf_copies",
+    "waf_day",
+    "falco_copies",
+    "falco_day",
+    "app_copies",
+    "app_day",
+];
 
 /// The report's sections.
 pub const SECTIONS: &[Sql] = sql![

@@ -136,26 +136,42 @@ async fn only_the_partitions_of_the_day_are_opened() {
     let dir = tempfile::tempdir().unwrap();
     three_days(dir.path());
     let lake = open(dir.path()).await;
-    let waf_day = find("waf_day").unwrap();
 
     let utc = day("2026-11-29", "UTC");
-    let sql = utc.params(10, 50).bind(waf_day.text);
-    let scanned = scanned_partitions(&lake, &sql).await;
-    assert_eq!(
-        scanned,
-        utc.partitions(),
-        "24 hours of 2026-11-29, nothing else"
-    );
-    assert!(scanned.iter().all(|p| p.starts_with("dt=2026-11-29/")));
+    for scanned in scanned_by_the_waf_day_tables(&lake, &utc).await {
+        assert_eq!(
+            scanned,
+            utc.partitions(),
+            "24 hours of 2026-11-29, nothing else"
+        );
+        assert!(scanned.iter().all(|p| p.starts_with("dt=2026-11-29/")));
+    }
 
     // Seoul's 29 November is 15:00 on the 28th to 15:00 on the 29th, UTC.
     let seoul = day("2026-11-29", "Asia/Seoul");
-    let sql = seoul.params(10, 50).bind(waf_day.text);
-    let scanned = scanned_partitions(&lake, &sql).await;
-    assert_eq!(scanned, seoul.partitions());
-    assert_eq!(scanned.len(), 24);
-    assert_eq!(scanned.first().unwrap(), "dt=2026-11-28/hour=15");
-    assert_eq!(scanned.last().unwrap(), "dt=2026-11-29/hour=14");
+    for scanned in scanned_by_the_waf_day_tables(&lake, &seoul).await {
+        assert_eq!(scanned, seoul.partitions());
+        assert_eq!(scanned.len(), 24);
+        assert_eq!(scanned.first().unwrap(), "dt=2026-11-28/hour=15");
+        assert_eq!(scanned.last().unwrap(), "dt=2026-11-29/hour=14");
+    }
+}
+
+/// The partitions scanned by `waf_copies` and by `waf_day` (made after it)
+/// for `day`.
+async fn scanned_by_the_waf_day_tables(lake: &Lake, day: &ReportDay) -> [Vec<String>; 2] {
+    let params = day.params(10, 50);
+    let copies = params.bind(find("waf_copies").unwrap().text);
+    let scanned_copies = scanned_partitions(lake, &copies).await;
+    lake.context()
+        .sql(&format!("CREATE OR REPLACE TABLE waf_copies AS {copies}"))
+        .await
+        .unwrap()
+        .collect()
+        .await
+        .unwrap();
+    let waf_day = params.bind(find("waf_day").unwrap().text);
+    [scanned_copies, scanned_partitions(lake, &waf_day).await]
 }
 
 #[tokio::test]
@@ -421,7 +437,7 @@ async fn an_unreadable_file_fails_the_report_naming_the_query() {
         .await
         .unwrap_err()
         .to_string();
-    assert!(err.starts_with("query waf_day: "), "{err}");
+    assert!(err.starts_with("query waf_copies: "), "{err}");
 }
 
 #[test]
