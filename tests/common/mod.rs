@@ -148,16 +148,7 @@ impl Seclake {
     /// Waits for the process to exit by itself (within `limit`); its exit
     /// must be a success, and the summary is returned.
     pub fn wait_success(mut self, limit: Duration) -> serde_json::Value {
-        let mut status = None;
-        let exited = wait_for(limit, || {
-            status = self.child.try_wait().expect("status");
-            status.is_some()
-        });
-        if !exited {
-            let _ = self.child.kill();
-        }
-        assert!(exited, "seclake did not exit within {limit:?}");
-        let status = status.expect("exited");
+        let status = self.wait_exit(limit);
         assert!(status.success(), "seclake failed: {status}");
         let text = std::fs::read(&self.summary).expect("summary written");
         serde_json::from_slice(&text).expect("json")
@@ -167,18 +158,25 @@ impl Seclake {
     /// failure, and returns its standard error (started with
     /// [`Seclake::start_keeping_stderr`]).
     pub fn wait_failure(mut self, limit: Duration) -> String {
+        let status = self.wait_exit(limit);
+        assert!(!status.success(), "seclake exited successfully");
+        let path = self.stderr.as_ref().expect("started keeping stderr");
+        std::fs::read_to_string(path).expect("stderr readable")
+    }
+
+    /// Waits up to `limit` for the process to exit; kills it and fails the
+    /// test if it does not.
+    fn wait_exit(&mut self, limit: Duration) -> std::process::ExitStatus {
         let mut status = None;
         let exited = wait_for(limit, || {
             status = self.child.try_wait().expect("status");
             status.is_some()
         });
+        if !exited {
+            let _ = self.child.kill();
+        }
         assert!(exited, "seclake did not exit within {limit:?}");
-        assert!(
-            !status.expect("exited").success(),
-            "seclake exited successfully"
-        );
-        let path = self.stderr.as_ref().expect("started keeping stderr");
-        std::fs::read_to_string(path).expect("stderr readable")
+        status.expect("exited")
     }
 
     /// Sends SIGTERM, waits for a successful exit and returns the summary.
