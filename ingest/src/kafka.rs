@@ -839,11 +839,11 @@ impl<const M: bool> Reader<'_, M> {
     /// after this consumer lost its assignment, is [`Ended::FencedBySelf`];
     /// any other is another consumer holding the same instance id.
     fn fatal(&self, code: RDKafkaErrorCode) -> Result<Ended, SourceError> {
-        let session = self.consumer.context().lock().session;
-        if code == RDKafkaErrorCode::FencedInstanceId && session.fence_may_be_ours() {
+        let fenced = code == RDKafkaErrorCode::FencedInstanceId;
+        if fenced && self.consumer.context().lock().session.fence_may_be_ours() {
             return Ok(Ended::FencedBySelf);
         }
-        let hint = if code == RDKafkaErrorCode::FencedInstanceId {
+        let hint = if fenced {
             format!(
                 ": another consumer of group {:?} joined with this one's group.instance.id; \
                  give each pipeline its own `instance_id`",
