@@ -10,7 +10,7 @@ use seclake_enrich::geoip::GeoIpConfig;
 use seclake_enrich::threat::ThreatConfig;
 use seclake_enrich::time_window::{self, TimeWindow};
 pub use seclake_ingest::SourceConfig;
-use seclake_sink::{DeadLetterConfig, LakeConfig, SinkSpec};
+use seclake_sink::{DeadLetterConfig, LakeConfig, OpenSearchConfig, SinkSpec};
 use serde::Deserialize;
 
 /// The whole config file.
@@ -30,6 +30,9 @@ pub struct Config {
     pub lake: LakeConfig,
     /// `[dlq]`: the dead-letter output.
     pub dlq: DeadLetterConfig,
+    /// `[opensearch]`: index every event into OpenSearch.
+    #[serde(default)]
+    pub opensearch: Option<OpenSearchConfig>,
     /// `[metrics]`: the Prometheus and health endpoint.
     #[serde(default)]
     pub metrics: MetricsConfig,
@@ -151,7 +154,10 @@ impl Config {
     /// Parses config text; `path` only names it in errors.
     pub fn parse(text: &str, path: &str) -> Result<Config, ConfigError> {
         let table = expanded_table(text, path)?;
-        let config: Config = section(&table, path)?;
+        let mut config: Config = section(&table, path)?;
+        if let Some(opensearch) = &mut config.opensearch {
+            opensearch.dead_letters = Some(config.dlq.clone());
+        }
         config.check(path)?;
         Ok(config)
     }
@@ -207,7 +213,11 @@ impl Config {
     /// Every configured sink, in the order batches are handed to them. A new
     /// sink is a config section above and one entry here.
     pub fn sinks(&self) -> Vec<&dyn SinkSpec> {
-        vec![&self.lake, &self.dlq]
+        let mut sinks: Vec<&dyn SinkSpec> = vec![&self.lake, &self.dlq];
+        if let Some(opensearch) = &self.opensearch {
+            sinks.push(opensearch);
+        }
+        sinks
     }
 }
 

@@ -3,6 +3,7 @@
 //! `queries`).
 
 pub mod config;
+pub mod dashboards;
 pub mod demo;
 pub mod metrics;
 pub mod pipeline;

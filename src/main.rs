@@ -144,6 +144,12 @@ enum Command {
     },
     /// Print the event schema as a Markdown table.
     Schema,
+    /// OpenSearch Dashboards saved objects: the seclake index pattern,
+    /// visualizations and dashboard.
+    Dashboards {
+        #[command(subcommand)]
+        command: seclake::dashboards::DashboardsCommand,
+    },
 }
 
 fn main() -> ExitCode {
@@ -310,6 +316,13 @@ fn run(cli: Cli) -> Result<()> {
             }
         }
         Command::Schema => print!("{}", seclake_enrich::schema::schema_markdown()),
+        Command::Dashboards { command } => match command {
+            seclake::dashboards::DashboardsCommand::Import(args) => {
+                let summary = seclake::dashboards::import(&args)
+                    .context("importing the saved objects into OpenSearch Dashboards")?;
+                println!("{summary}");
+            }
+        },
     }
     Ok(())
 }

@@ -45,6 +45,7 @@ fn every_service_seclake_needs_is_there() {
         "kinesis",
         "opensearch",
         "opensearch-dashboards",
+        "dashboards-init",
         "seclake",
         "commerce-api",
         "report",
@@ -115,6 +116,65 @@ fn servers_listen_where_scripts_services_puts_them() {
             );
         }
     }
+}
+
+/// Dashboards matches the OpenSearch it reads (version, security plugin off
+/// on both), and `dashboards-init` imports the seclake saved objects into it
+/// once it is healthy.
+#[test]
+fn dashboards_match_opensearch_and_get_the_seclake_saved_objects() {
+    let services = compose();
+    let opensearch = service(&services, "opensearch");
+    let dashboards = service(&services, "opensearch-dashboards");
+    let tag = |spec: &Value| {
+        let image = spec["image"].as_str().unwrap();
+        image.rsplit_once(':').unwrap().1.to_owned()
+    };
+    assert_eq!(tag(dashboards), tag(opensearch), "the same 2.x release");
+    assert!(
+        dashboards["image"]
+            .as_str()
+            .unwrap()
+            .starts_with("opensearchproject/opensearch-dashboards:")
+    );
+    assert_eq!(strings(&dashboards["ports"]), ["127.0.0.1:5601:5601"]);
+    assert_eq!(
+        opensearch["environment"]["DISABLE_SECURITY_PLUGIN"].as_str(),
+        Some("true")
+    );
+    let environment = &dashboards["environment"];
+    assert_eq!(
+        environment["DISABLE_SECURITY_DASHBOARDS_PLUGIN"].as_str(),
+        Some("true"),
+        "OpenSearch runs without its security plugin, so Dashboards must too"
+    );
+    assert!(
+        environment["OPENSEARCH_HOSTS"]
+            .as_str()
+            .unwrap()
+            .contains("http://opensearch:9200")
+    );
+    assert!(
+        dashboards["healthcheck"]["test"].is_sequence(),
+        "dashboards-init waits for a health check"
+    );
+
+    let init = service(&services, "dashboards-init");
+    assert_eq!(init["image"], service(&services, "seclake")["image"]);
+    assert_eq!(
+        strings(&init["command"]),
+        [
+            "dashboards",
+            "import",
+            "--url",
+            "http://opensearch-dashboards:5601"
+        ]
+    );
+    assert_eq!(
+        init["depends_on"]["opensearch-dashboards"]["condition"].as_str(),
+        Some("service_healthy")
+    );
+    assert_eq!(init["restart"].as_str(), Some("no"), "a one-shot job");
 }
 
 #[test]

@@ -97,12 +97,25 @@ pub enum Lanes {
 /// What a sink made durable so far.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 pub struct SinkStats {
-    /// Rows (events or dead letters) made durable.
+    /// Rows (events or dead letters) made durable in the sink itself.
     pub rows: u64,
     /// Files, objects or requests that carried them.
     pub files: u64,
     /// Bytes written.
     pub bytes: u64,
+    /// Row attempts after the first (a sink that retries rows one by one).
+    #[serde(skip_serializing_if = "is_zero")]
+    pub retried: u64,
+    /// Rows the sink refused for good and sent to the dead letters.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub dead_lettered: u64,
+    /// Rows the sink could not deliver in time and wrote to its backup.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub backed_up: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 impl std::ops::AddAssign for SinkStats {
@@ -110,6 +123,9 @@ impl std::ops::AddAssign for SinkStats {
         self.rows += other.rows;
         self.files += other.files;
         self.bytes += other.bytes;
+        self.retried += other.retried;
+        self.dead_lettered += other.dead_lettered;
+        self.backed_up += other.backed_up;
     }
 }
 

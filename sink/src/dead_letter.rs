@@ -66,6 +66,10 @@ pub struct DeadLetter<'a> {
     pub raw: &'a [u8],
 }
 
+/// A dead letter whose position is not a source position: the position as
+/// JSON, the reason and the raw bytes.
+pub type Entry<'a> = (serde_json::Value, &'a str, &'a [u8]);
+
 /// One line of a dead-letter file.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DeadLetterLine {
@@ -149,6 +153,25 @@ impl DeadLetterWriter {
         letters: impl IntoIterator<Item = DeadLetter<'a>>,
         ack: &Ack,
     ) -> Result<(), SinkError> {
+        let entries: Vec<_> = letters
+            .into_iter()
+            .map(|letter| {
+                let position = serde_json::to_value(&letter.position).unwrap_or_default();
+                (position, letter.reason, letter.raw)
+            })
+            .collect();
+        self.write_entries(source, entries, ack).await
+    }
+
+    /// Buffers entries whose position is not a source position (a document
+    /// a downstream store refused: its index and id); `ack` is held until the
+    /// file they went into is written.
+    pub async fn write_entries<'a>(
+        &mut self,
+        source: Format,
+        entries: impl IntoIterator<Item = Entry<'a>>,
+        ack: &Ack,
+    ) -> Result<(), SinkError> {
         let now = chrono::Utc::now();
         let key = (source, now.date_naive());
         let ingest_ts = now.to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
@@ -159,18 +182,18 @@ impl DeadLetterWriter {
             acks: Vec::new(),
         });
         let mut any = false;
-        for letter in letters {
-            let (raw, raw_base64) = match std::str::from_utf8(letter.raw) {
+        for (position, reason, raw) in entries {
+            let (raw, raw_base64) = match std::str::from_utf8(raw) {
                 Ok(text) => (Some(text.to_owned()), None),
                 Err(_) => (
                     None,
-                    Some(base64::engine::general_purpose::STANDARD.encode(letter.raw)),
+                    Some(base64::engine::general_purpose::STANDARD.encode(raw)),
                 ),
             };
             let line = DeadLetterLine {
                 source,
-                reason: letter.reason.to_owned(),
-                position: serde_json::to_value(&letter.position).unwrap_or_default(),
+                reason: reason.to_owned(),
+                position,
                 ingest_ts: ingest_ts.clone(),
                 raw,
                 raw_base64,
@@ -304,6 +327,7 @@ impl crate::Sink for DeadLetterWriter {
             rows: self.stats.records,
             files: self.stats.files,
             bytes: self.stats.bytes,
+            ..crate::SinkStats::default()
         }
     }
 

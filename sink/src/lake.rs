@@ -574,7 +574,12 @@ impl crate::Sink for LakeWriter {
 
     fn stats(&self) -> crate::SinkStats {
         let LakeStats { rows, files, bytes } = LakeWriter::stats(self);
-        crate::SinkStats { rows, files, bytes }
+        crate::SinkStats {
+            rows,
+            files,
+            bytes,
+            ..crate::SinkStats::default()
+        }
     }
 
     fn open_files(&self) -> usize {

@@ -1,4 +1,4 @@
-//! Sinks for seclake: the Parquet lake and the dead-letter output, the
+//! Sinks for seclake: the Parquet lake, the dead-letter output and OpenSearch, the
 //! [`Sink`] contract they implement, and the [`Fanout`] that runs them.
 //!
 //! Every sink takes an [`seclake_ingest::Ack`] with the data it is given and
@@ -8,6 +8,7 @@ mod contract;
 pub mod dead_letter;
 pub mod lake;
 mod lanes;
+pub mod opensearch;
 pub mod store;
 
 use futures::StreamExt as _;
@@ -17,6 +18,7 @@ pub use contract::{Lanes, Rejected, Sink, SinkBatch, SinkSpec, SinkStats, Takes}
 pub use dead_letter::{DeadLetter, DeadLetterConfig, DeadLetterLine, DeadLetterWriter};
 pub use lake::{LakeConfig, LakeStats, LakeWriter};
 pub use lanes::{Fanout, FanoutError};
+pub use opensearch::{OpenSearchConfig, OpenSearchSink};
 pub use store::Location;
 
 /// Errors from the sinks; each names the config key or the object involved.
@@ -65,6 +67,12 @@ pub enum SinkError {
     /// A batch does not have the event schema's shape (a bug).
     #[error("batch does not match the event schema: {0}")]
     Schema(&'static str),
+    /// An OpenSearch request failed.
+    #[error("opensearch: {0}")]
+    OpenSearch(String),
+    /// A sink's background task failed (a bug).
+    #[error("a sink task failed: {0}")]
+    Task(String),
 }
 
 /// Lists one entry under the location's prefix, so a missing bucket or

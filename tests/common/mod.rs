@@ -3,6 +3,7 @@
 #![allow(dead_code)] // each test binary uses its own share of these
 
 pub mod kafka;
+pub mod opensearch;
 
 use std::io::{Read as _, Write as _};
 use std::net::{TcpListener, TcpStream};
