@@ -251,4 +251,17 @@ fn the_compose_pipeline_config_is_valid_and_reads_the_created_topics() {
         );
     }
     assert_eq!(config.sources.len(), 3, "one topic per format");
+    let pipeline = service(&services, "seclake");
+    let opensearch_url = pipeline["environment"]["SECLAKE_OPENSEARCH_URL"]
+        .as_str()
+        .expect("the pipeline is told where OpenSearch is");
+    assert!(
+        config.opensearch.is_some(),
+        "the compose pipeline indexes into OpenSearch"
+    );
+    assert!(opensearch_url.starts_with("http://opensearch:9200"));
+    assert!(
+        pipeline["depends_on"]["opensearch"]["condition"] == "service_healthy",
+        "the pipeline waits for OpenSearch: its templates are installed at start"
+    );
 }

@@ -469,3 +469,139 @@ fn a_data_stream_takes_each_event_once_however_often_it_is_delivered() {
     assert_eq!(status, 200, "{streams}");
     assert_eq!(streams["data_streams"][0]["timestamp_field"]["name"], "ts");
 }
+
+#[test]
+fn retention_deletes_only_seclakes_daily_indices_older_than_retention_days() {
+    let Some(base) = common::opensearch::url() else {
+        return;
+    };
+    let _node = shared_node();
+    let indices = Indices::new(&base);
+    let p = &indices.prefix;
+    let old = format!("{p}-waf-2020.01.01");
+    let not_ours = format!("{p}-notes-2020.01.01");
+    for index in [&old, &not_ours] {
+        let (status, body) = call("PUT", &format!("{base}/{index}"), None);
+        assert_eq!(status, 200, "{body}");
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cfg = config(
+        dir.path(),
+        &generate("waf", 500, None),
+        &base,
+        p,
+        "retention_days = 30",
+        free_port(),
+    );
+    let summary = run_to_end(&cfg, Duration::from_secs(300));
+    let exists = |index: &str| call("HEAD", &format!("{base}/{index}"), None).0 == 200;
+    assert!(!exists(&old), "an index 30+ days old is deleted");
+    assert!(exists(&not_ours), "an index seclake did not name is kept");
+    assert!(
+        exists(&format!("{p}-waf-2026.11.25")),
+        "the day just indexed is kept"
+    );
+    assert_eq!(count(&base, p), lake_rows(&summary));
+}
+
+/// The path and the `authorization|x-amz-content-sha256` headers of each request.
+type Seen = std::sync::Arc<std::sync::Mutex<Vec<(String, String)>>>;
+
+/// A server in front of nothing that answers like OpenSearch and keeps the
+/// `authorization` header and path of every request.
+fn signature_recorder() -> (String, Seen, tokio::runtime::Runtime) {
+    use axum::extract::Request;
+    use std::sync::Arc;
+    let seen: Seen = Arc::default();
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let listener = runtime
+        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+        .expect("bind");
+    let url = format!("http://{}", listener.local_addr().expect("addr"));
+    let recorded = Arc::clone(&seen);
+    let app = axum::Router::new().fallback(move |request: Request| {
+        let recorded = Arc::clone(&recorded);
+        async move {
+            let header = |name: &str| {
+                request
+                    .headers()
+                    .get(name)
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or_default()
+                    .to_owned()
+            };
+            let signed = format!(
+                "{}|{}",
+                header("authorization"),
+                header("x-amz-content-sha256")
+            );
+            let path = request.uri().path().to_owned();
+            recorded.lock().expect("lock").push((path.clone(), signed));
+            if path == "/_bulk" {
+                r#"{"errors":false,"items":[]}"#.to_owned()
+            } else {
+                r#"{"acknowledged":true}"#.to_owned()
+            }
+        }
+    });
+    runtime.spawn(async move { axum::serve(listener, app).await });
+    (url, seen, runtime)
+}
+
+#[test]
+fn sigv4_signs_every_request_for_the_configured_service_and_region() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (url, seen, _server) = signature_recorder();
+    let cfg = config(
+        dir.path(),
+        &generate("app", 200, None),
+        &url,
+        "signed",
+        "auth = \"sigv4\"\nservice = \"aoss\"\nregion = \"eu-west-1\"",
+        free_port(),
+    );
+    let port = free_port();
+    let text = std::fs::read_to_string(&cfg).expect("config");
+    let text = text.replace(
+        &text[text.find("[metrics]").expect("metrics")..],
+        &Seclake::metrics_section(port),
+    );
+    std::fs::write(&cfg, text).expect("config");
+    let child = Command::new(common::BIN)
+        .args(["run", "--config"])
+        .arg(&cfg)
+        .env("AWS_ACCESS_KEY_ID", "AKIDSIGNTEST")
+        .env("AWS_SECRET_ACCESS_KEY", "secret")
+        .env_remove("AWS_PROFILE")
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .env("RUST_LOG", "warn")
+        .output()
+        .expect("seclake runs");
+    assert!(
+        child.status.success(),
+        "{}",
+        String::from_utf8_lossy(&child.stderr)
+    );
+    let seen = seen.lock().expect("lock").clone();
+    let paths: Vec<&str> = seen.iter().map(|(p, _)| p.as_str()).collect();
+    assert!(
+        paths.contains(&"/_index_template/signed-events"),
+        "{paths:?}"
+    );
+    assert!(paths.contains(&"/_bulk"), "{paths:?}");
+    for (path, signed) in &seen {
+        let (authorization, payload_hash) = signed.split_once('|').expect("two parts");
+        assert!(
+            authorization.starts_with("AWS4-HMAC-SHA256 Credential=AKIDSIGNTEST/")
+                && authorization.contains("/eu-west-1/aoss/aws4_request")
+                && authorization.contains("SignedHeaders=")
+                && authorization.contains("x-amz-content-sha256"),
+            "{path}: {authorization}"
+        );
+        assert_eq!(
+            payload_hash.len(),
+            64,
+            "{path}: the payload hash Serverless requires"
+        );
+    }
+}
