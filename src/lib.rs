@@ -2,6 +2,7 @@
 //! Everything else lives in the workspace crates (`ingest`, `enrich`, `sink`,
 //! `queries`).
 
+pub mod backfill;
 pub mod config;
 pub mod dashboards;
 pub mod demo;

@@ -150,6 +150,11 @@ enum Command {
         #[command(subcommand)]
         command: seclake::dashboards::DashboardsCommand,
     },
+    /// Re-index a day of the lake into a sink: `backfill opensearch --date D`.
+    Backfill {
+        #[command(subcommand)]
+        command: seclake::backfill::BackfillCommand,
+    },
 }
 
 fn main() -> ExitCode {
@@ -321,6 +326,16 @@ fn run(cli: Cli) -> Result<()> {
                 let summary = seclake::dashboards::import(&args)
                     .context("importing the saved objects into OpenSearch Dashboards")?;
                 println!("{summary}");
+            }
+        },
+        Command::Backfill { command } => match command {
+            seclake::backfill::BackfillCommand::OpenSearch(args) => {
+                let cfg = Config::load(&args.config)?;
+                let context = || format!("backfilling {} into OpenSearch", args.date);
+                let summary =
+                    seclake::backfill::opensearch(&cfg, &args, progress).with_context(context)?;
+                print!("{summary}");
+                summary.into_result().with_context(context)?;
             }
         },
     }

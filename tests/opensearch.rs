@@ -605,3 +605,129 @@ fn sigv4_signs_every_request_for_the_configured_service_and_region() {
         );
     }
 }
+
+/// An HTTPS server with a certificate for `localhost` signed by a CA of its
+/// own, answering like OpenSearch and keeping each request's
+/// `authorization` header; the CA's PEM is written to `ca_file`.
+fn https_recorder(ca_file: &Path) -> (String, Seen, tokio::runtime::Runtime) {
+    use std::sync::Arc;
+    use tokio_rustls::rustls;
+    let ca_key = rcgen::KeyPair::generate().expect("key");
+    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("params");
+    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    ca_params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "seclake test CA");
+    let ca = rcgen::CertifiedIssuer::self_signed(ca_params, ca_key).expect("CA");
+    std::fs::write(ca_file, ca.pem()).expect("CA written");
+    let key = rcgen::KeyPair::generate().expect("key");
+    let cert = rcgen::CertificateParams::new(vec!["localhost".to_owned()])
+        .expect("params")
+        .signed_by(&key, &ca)
+        .expect("certificate");
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let tls = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .expect("TLS versions")
+        .with_no_client_auth()
+        .with_single_cert(
+            vec![cert.der().clone()],
+            rustls::pki_types::PrivateKeyDer::Pkcs8(key.serialize_der().into()),
+        )
+        .expect("TLS config");
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(tls));
+
+    let seen: Seen = Arc::default();
+    let recorded = Arc::clone(&seen);
+    let app = axum::Router::new().fallback(move |request: axum::extract::Request| {
+        let recorded = Arc::clone(&recorded);
+        async move {
+            let authorization = request
+                .headers()
+                .get("authorization")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default()
+                .to_owned();
+            let path = request.uri().path().to_owned();
+            recorded
+                .lock()
+                .expect("lock")
+                .push((path.clone(), authorization));
+            if path == "/_bulk" {
+                r#"{"errors":false,"items":[]}"#
+            } else {
+                r#"{"acknowledged":true}"#
+            }
+        }
+    });
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let listener = runtime
+        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+        .expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    runtime.spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            let (acceptor, app) = (acceptor.clone(), app.clone());
+            tokio::spawn(async move {
+                // A client that refuses the certificate ends the handshake here.
+                let Ok(stream) = acceptor.accept(tcp).await else {
+                    return;
+                };
+                let service = hyper_util::service::TowerToHyperService::new(app);
+                let _ = hyper_util::server::conn::auto::Builder::new(
+                    hyper_util::rt::TokioExecutor::new(),
+                )
+                .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                .await;
+            });
+        }
+    });
+    (format!("https://localhost:{port}"), seen, runtime)
+}
+
+#[test]
+fn basic_auth_over_https_trusts_the_configured_ca_and_only_it() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ca_file = dir.path().join("ca.pem");
+    let (url, seen, _server) = https_recorder(&ca_file);
+    let auth = "auth = \"basic\"\nusername = \"seclake\"\npassword = \"s3cret\"";
+    let untrusted = config(
+        dir.path(),
+        &generate("app", 100, None),
+        &url,
+        "tls",
+        auth,
+        free_port(),
+    );
+    let refused = Command::new(common::BIN)
+        .args(["run", "--config"])
+        .arg(&untrusted)
+        .env("RUST_LOG", "warn")
+        .output()
+        .expect("seclake runs");
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        !refused.status.success(),
+        "a certificate from an unknown CA is refused"
+    );
+    assert!(stderr.contains("opensearch.url"), "{stderr}");
+    assert!(seen.lock().expect("lock").is_empty(), "nothing was sent");
+
+    let trusted = config(
+        dir.path(),
+        &generate("app", 100, None),
+        &url,
+        "tls",
+        &format!("{auth}\nca_file = \"{}\"", ca_file.display()),
+        free_port(),
+    );
+    let summary = run_to_end(&trusted, Duration::from_secs(120));
+    assert_eq!(summary["sinks"]["opensearch"]["rows"], lake_rows(&summary));
+    let seen = seen.lock().expect("lock").clone();
+    assert!(seen.iter().any(|(path, _)| path == "/_bulk"), "{seen:?}");
+    // base64("seclake:s3cret")
+    assert!(
+        seen.iter().all(|(_, a)| a == "Basic c2VjbGFrZTpzM2NyZXQ="),
+        "{seen:?}"
+    );
+}
