@@ -1,7 +1,9 @@
 //! `seclake-bench e2e`: end-to-end throughput of the real `seclake` binary
 //! against the one-core JSON parse floor, with a correctness check;
 //! `seclake-bench report`: the daily report's SQL against DuckDB on the same
-//! lake (`seclake-bench/report.rs`).
+//! lake (`seclake-bench/report.rs`); `seclake-bench opensearch`: the
+//! OpenSearch sink against a raw `_bulk` loader, end to end, and freshness
+//! (`seclake-bench/opensearch.rs`).
 //!
 //! ```sh
 //! cargo build --release -p seclake
@@ -41,6 +43,8 @@ use seclake_fixtures::services::unique_name;
 use serde::{Deserialize, Serialize};
 
 // Beside this file, not in `src/bin/`, where Cargo would take it for a binary.
+#[path = "seclake-bench/opensearch.rs"]
+mod opensearch;
 #[path = "seclake-bench/report.rs"]
 mod report;
 
@@ -64,6 +68,10 @@ enum Cmd {
     /// The daily report (`seclake_queries::build`, in process) beside DuckDB
     /// running the same SQL over the same Parquet lake, step by step.
     Report(report::ReportArgs),
+    /// The OpenSearch sink: indexing rate against a raw `_bulk` loader of
+    /// the same documents, lake + OpenSearch against lake alone, and the
+    /// freshness of a steady Kafka stream (produced → searchable).
+    Opensearch(opensearch::OpenSearchArgs),
 }
 
 #[derive(Args)]
@@ -142,6 +150,7 @@ fn main() -> ExitCode {
         Cmd::E2e(args) => e2e(&args),
         Cmd::Stall(args) => stall(&args),
         Cmd::Report(args) => report::report(&args),
+        Cmd::Opensearch(args) => opensearch::opensearch(&args),
     };
     match outcome {
         Ok(true) => ExitCode::SUCCESS,
