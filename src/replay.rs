@@ -99,7 +99,11 @@ pub fn replay(opts: &ReplayOptions) -> Result<ReplayReport> {
         .set("enable.idempotence", "true")
         .set("linger.ms", "20")
         .set("batch.size", "1000000")
-        .set("compression.type", "lz4");
+        .set("compression.type", "lz4")
+        // Each record to a random partition. The sticky default puts a fast
+        // replay on a few partitions, and a group member holding none of
+        // them reads nothing.
+        .set("sticky.partitioning.linger.ms", "0");
     for (key, value) in &opts.producer_options {
         config.set(key, value);
     }

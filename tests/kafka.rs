@@ -63,18 +63,12 @@ fn write_app_lines(path: &Path, tag: &str, range: std::ops::Range<u64>) -> HashS
     ids
 }
 
-/// Each replayed record goes to a random partition: librdkafka's sticky
-/// partitioner can put a fast replay on a few partitions, and a group member
-/// holding none of them reads nothing.
-const SPREAD: [&str; 2] = ["-X", "sticky.partitioning.linger.ms=0"];
-
 /// `seclake replay` as a child process (`rate` like `50k/s`).
 fn replay_start(brokers: &str, topic: &str, files: &[&Path], rate: Option<&str>) -> Child {
     let mut command = Command::new(BIN);
     command
         .args(["replay", "--brokers", brokers, "--topic", topic])
         .args(["--partitions", &PARTITIONS.to_string()])
-        .args(SPREAD)
         .args(files)
         .stdout(Stdio::null());
     if let Some(rate) = rate {
@@ -90,7 +84,6 @@ fn replay(brokers: &str, topic: &str, files: &[&Path]) -> u64 {
         .args(["replay", "--brokers", brokers, "--topic", topic])
         .args(["--partitions", &PARTITIONS.to_string(), "--report-json"])
         .arg(&report)
-        .args(SPREAD)
         .args(files)
         .output()
         .expect("seclake replay runs");

@@ -58,14 +58,17 @@ fn generate(format: &str, count: u64, rate: Option<&str>) -> String {
 
 /// Runs the pipeline to its end; the run summary.
 fn run_to_end(config: &Path, limit: Duration) -> Value {
-    let port = free_port();
+    Seclake::start(config, metrics_port(config), &[]).wait_success(limit)
+}
+
+/// The metrics port a [`config`] serves on (free again once its run ended).
+fn metrics_port(config: &Path) -> u16 {
     let text = std::fs::read_to_string(config).expect("config");
-    let text = text.replace(
-        &text[text.find("[metrics]").expect("metrics section")..],
-        &Seclake::metrics_section(port),
-    );
-    std::fs::write(config, text).expect("config");
-    Seclake::start(config, port, &[]).wait_success(limit)
+    let (_, port) = text.rsplit_once("127.0.0.1:").expect("a metrics address");
+    port.trim_end()
+        .trim_end_matches('"')
+        .parse()
+        .expect("a port")
 }
 
 fn lake_rows(summary: &Value) -> u64 {
@@ -560,13 +563,6 @@ fn sigv4_signs_every_request_for_the_configured_service_and_region() {
         "auth = \"sigv4\"\nservice = \"aoss\"\nregion = \"eu-west-1\"",
         free_port(),
     );
-    let port = free_port();
-    let text = std::fs::read_to_string(&cfg).expect("config");
-    let text = text.replace(
-        &text[text.find("[metrics]").expect("metrics")..],
-        &Seclake::metrics_section(port),
-    );
-    std::fs::write(&cfg, text).expect("config");
     let child = Command::new(common::BIN)
         .args(["run", "--config"])
         .arg(&cfg)

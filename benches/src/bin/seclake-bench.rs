@@ -202,6 +202,13 @@ struct FormatCounts {
     dead_letters: u64,
 }
 
+/// The last `n` lines of a log file (empty when it can't be read).
+fn last_lines(path: &Path, n: usize) -> String {
+    let log = fs::read_to_string(path).unwrap_or_default();
+    let lines: Vec<&str> = log.lines().collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
+}
+
 /// One input file of the selected formats.
 struct Input {
     format: Format,
@@ -647,14 +654,12 @@ fn run_pipeline(
     let (status, wall, usage) =
         spawn_and_wait(&mut cmd).with_context(|| format!("running {}", seclake.display()))?;
     if !status.success() {
-        let log = fs::read_to_string(&stderr).unwrap_or_default();
-        let tail: Vec<&str> = log.lines().rev().take(20).collect();
-        let tail: Vec<&str> = tail.into_iter().rev().collect();
+        let tail = last_lines(&stderr, 20);
         let kept = run_dir.keep();
         bail!(
             "seclake run failed ({status}); run directory kept at {}; last lines of its stderr:\n{}",
             kept.display(),
-            tail.join("\n")
+            tail
         );
     }
     let summary: Summary = serde_json::from_slice(

@@ -241,17 +241,6 @@ fn check_prefix(prefix: &str) -> Result<(), SinkError> {
     }
 }
 
-/// Documents settled so far.
-#[derive(Debug, Default, Clone, Copy)]
-struct Counts {
-    indexed: u64,
-    retried: u64,
-    dead_lettered: u64,
-    backed_up: u64,
-    requests: u64,
-    bytes: u64,
-}
-
 /// The running sink.
 pub struct OpenSearchSink {
     cluster: Arc<Cluster>,
@@ -272,7 +261,8 @@ pub struct OpenSearchSink {
     dead_letters: DeadLetterWriter,
     backup: Location,
     retention: Option<client::Retention>,
-    counts: Counts,
+    /// Documents settled so far: `rows` indexed, `files` requests.
+    stats: SinkStats,
 }
 
 impl OpenSearchSink {
@@ -321,7 +311,7 @@ impl OpenSearchSink {
             dead_letters,
             backup,
             retention,
-            counts: Counts::default(),
+            stats: SinkStats::default(),
         })
     }
 
@@ -384,11 +374,13 @@ impl OpenSearchSink {
                 ack.fail();
             }
         }
-        let c = &mut self.counts;
-        c.indexed += outcome.indexed;
-        c.retried += outcome.retried;
-        c.requests += outcome.requests;
-        c.bytes += outcome.bytes;
+        self.stats += SinkStats {
+            rows: outcome.indexed,
+            files: outcome.requests,
+            bytes: outcome.bytes,
+            retried: outcome.retried,
+            ..SinkStats::default()
+        };
         counter!("seclake_opensearch_documents_total", "outcome" => "indexed")
             .increment(outcome.indexed);
         counter!("seclake_opensearch_documents_total", "outcome" => "retried")
@@ -427,7 +419,7 @@ impl OpenSearchSink {
             }
             self.dead_letters.close_all().await?;
             let n = outcome.rejected.len() as u64;
-            self.counts.dead_lettered += n;
+            self.stats.dead_lettered += n;
             counter!("seclake_opensearch_documents_total", "outcome" => "dead_lettered")
                 .increment(n);
         }
@@ -447,7 +439,7 @@ impl OpenSearchSink {
                 outcome.unsent[0].1,
                 self.backup.url
             );
-            self.counts.backed_up += n;
+            self.stats.backed_up += n;
             counter!("seclake_opensearch_documents_total", "outcome" => "backed_up").increment(n);
         }
         Ok(())
@@ -533,15 +525,7 @@ impl crate::Sink for OpenSearchSink {
     }
 
     fn stats(&self) -> SinkStats {
-        let c = &self.counts;
-        SinkStats {
-            rows: c.indexed,
-            files: c.requests,
-            bytes: c.bytes,
-            retried: c.retried,
-            dead_lettered: c.dead_lettered,
-            backed_up: c.backed_up,
-        }
+        self.stats
     }
 
     fn open_files(&self) -> usize {

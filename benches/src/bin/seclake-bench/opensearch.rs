@@ -40,6 +40,8 @@ use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::DeliveryResult;
 use rdkafka::producer::{BaseRecord, Producer as _, ProducerContext, ThreadedProducer};
 use seclake_benches::{BATCH_RECORDS, Format, SEED, bench_date, enricher, ingest_format};
+
+use super::{Input, last_lines};
 use seclake_enrich::scoring::WindowScorer;
 use seclake_enrich::threat::ThreatEngine;
 use seclake_fixtures::services::unique_name;
@@ -489,21 +491,6 @@ fn delta(after: Option<Duration>, before: Option<Duration>) -> Option<f64> {
 // ---------------------------------------------------------------------------
 // The input: fixture records in a file, as the pipeline reads them.
 
-/// The records of the rate and e2e runs.
-struct Input {
-    format: Format,
-    path: PathBuf,
-    lines: u64,
-    malformed: u64,
-    bytes: u64,
-}
-
-impl Input {
-    fn events(&self) -> u64 {
-        self.lines - self.malformed
-    }
-}
-
 #[derive(Serialize, Deserialize, PartialEq)]
 struct InputManifest {
     format: String,
@@ -940,13 +927,12 @@ fn run_seclake(
         None
     };
     if !status.success() {
-        let log = fs::read_to_string(&stderr).unwrap_or_default();
-        let tail: Vec<&str> = log.lines().rev().take(20).collect();
+        let tail = last_lines(&stderr, 20);
         let kept = run_dir.keep();
         bail!(
             "seclake run failed ({status}); run directory kept at {}; last lines of its stderr:\n{}",
             kept.display(),
-            tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+            tail
         );
     }
     let summary: RunSummary = serde_json::from_slice(
@@ -1885,11 +1871,10 @@ fn freshness(
             .ok()
             .and_then(|b| serde_json::from_slice(&b).ok());
         if !status.success() {
-            let log = fs::read_to_string(&stderr).unwrap_or_default();
-            let tail: Vec<&str> = log.lines().rev().take(20).collect();
+            let tail = last_lines(&stderr, 20);
             println!(
                 "seclake exited with {status}; last lines of its stderr:\n{}",
-                tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+                tail
             );
         }
 

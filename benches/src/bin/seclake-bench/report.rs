@@ -10,6 +10,7 @@
 //! the very same statements. Exits non-zero when the engines disagree on a
 //! step's row count or on the traffic summary.
 
+use super::last_lines;
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::fs::{self, File};
@@ -543,12 +544,11 @@ fn ensure_lake(
     let (status, wall, _) =
         spawn_and_wait(&mut cmd).with_context(|| format!("running {} run", seclake.display()))?;
     if !status.success() {
-        let log = fs::read_to_string(&log_path).unwrap_or_default();
-        let tail: Vec<&str> = log.lines().rev().take(20).collect();
+        let tail = last_lines(&log_path, 20);
         bail!(
             "seclake run failed ({status}); last lines of {}:\n{}",
             log_path.display(),
-            tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+            tail
         );
     }
     let summary: Summary = serde_json::from_slice(
