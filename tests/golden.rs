@@ -47,7 +47,7 @@ fn run_sample(format: Format) -> Golden {
         .filter(|l| !l.is_empty())
         .collect();
     let parsed = enricher
-        .parse_records(format, lines.iter().map(|l| (*l, false)), 0)
+        .parse_records(format, lines.iter().map(|l| (*l, None)), 0)
         .expect("batch builds");
     let batch = scorer.apply(&parsed).expect("scored");
     let events = Event::from_batch(&batch).expect("readable");

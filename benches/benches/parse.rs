@@ -87,7 +87,7 @@ fn parsers(c: &mut Criterion) {
             let fmt = ingest_format(format);
             b.iter(|| {
                 let parsed = enricher
-                    .parse_records(fmt, lines.iter().map(|l| (*l, false)), 0)
+                    .parse_records(fmt, lines.iter().map(|l| (*l, None)), 0)
                     .expect("a record batch");
                 black_box(parsed)
             });

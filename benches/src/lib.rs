@@ -176,7 +176,7 @@ pub fn parse_batches(format: Format, lines: &[&[u8]], batch_records: usize) -> R
         .chunks(batch_records.max(1))
         .map(|chunk| {
             enricher
-                .parse_records(ingest_format(format), chunk.iter().map(|l| (*l, false)), 0)
+                .parse_records(ingest_format(format), chunk.iter().map(|l| (*l, None)), 0)
                 .context("building a record batch")
         })
         .collect()

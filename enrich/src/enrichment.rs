@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use arrow::array::RecordBatch;
 use seclake_format::Format;
-use seclake_ingest::Batch;
+use seclake_ingest::{Batch, Flaw};
 use smallvec::SmallVec;
 use xxhash_rust::xxh3::xxh3_128_with_seed;
 
@@ -94,16 +94,16 @@ impl Enricher {
     pub fn parse_batch(&mut self, batch: &Batch, ingest_ts: i64) -> Result<Parsed, SchemaError> {
         self.parse_records(
             batch.format,
-            batch.iter().map(|(raw, r)| (raw, r.truncated)),
+            batch.iter().map(|(raw, r)| (raw, r.flaw)),
             ingest_ts,
         )
     }
 
-    /// Parses raw records of one format (`(bytes, truncated)` pairs).
+    /// Parses raw records of one format (`(bytes, flaw)` pairs).
     pub fn parse_records<'r>(
         &mut self,
         format: Format,
-        records: impl Iterator<Item = (&'r [u8], bool)>,
+        records: impl Iterator<Item = (&'r [u8], Option<Flaw>)>,
         ingest_ts: i64,
     ) -> Result<Parsed, SchemaError> {
         let Enricher {
@@ -116,9 +116,9 @@ impl Enricher {
         enrichment.ingest_ts = ingest_ts;
         enrichment.windows.clear();
         let mut rejects = Vec::new();
-        for (index, (raw, truncated)) in records.enumerate() {
-            let result = if truncated {
-                Err(ParseError::Truncated)
+        for (index, (raw, flaw)) in records.enumerate() {
+            let result = if let Some(flaw) = flaw {
+                Err(ParseError::Flawed(flaw))
             } else {
                 reader.read(format, raw, |record| {
                     time_window

@@ -9,7 +9,7 @@ use seclake_enrich::parse::{Enricher, ParseError, Parsed};
 use seclake_enrich::schema::Event;
 use seclake_enrich::threat::ThreatEngine;
 use seclake_enrich::time_window::TimeWindow;
-use seclake_ingest::Format;
+use seclake_ingest::{Flaw, Format};
 
 /// Parses with no time window: the records here keep their own times.
 fn parse(format: Format, lines: &[&[u8]]) -> Parsed {
@@ -20,7 +20,7 @@ fn parse(format: Format, lines: &[&[u8]]) -> Parsed {
 fn parse_at(window: TimeWindow, ingest_ts: i64, format: Format, lines: &[&[u8]]) -> Parsed {
     let mut enricher = Enricher::new(None, Arc::new(ThreatEngine::defaults()), window);
     enricher
-        .parse_records(format, lines.iter().map(|l| (*l, false)), ingest_ts)
+        .parse_records(format, lines.iter().map(|l| (*l, None)), ingest_ts)
         .expect("batch builds")
 }
 
@@ -220,9 +220,16 @@ fn truncated_records_are_rejected_without_parsing() {
         TimeWindow::UNBOUNDED,
     );
     let parsed = enricher
-        .parse_records(Format::Waf, [(WAF_BLOCK.as_bytes(), true)].into_iter(), 0)
+        .parse_records(
+            Format::Waf,
+            [(WAF_BLOCK.as_bytes(), Some(Flaw::Truncated))].into_iter(),
+            0,
+        )
         .expect("batch builds");
-    assert_eq!(parsed.rejects[0].reason, ParseError::Truncated);
+    assert_eq!(
+        parsed.rejects[0].reason,
+        ParseError::Flawed(Flaw::Truncated)
+    );
 }
 
 /// `WAF_BLOCK`'s time, 2024-11-25T00:00:00.123Z, in µs.

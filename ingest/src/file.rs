@@ -18,7 +18,7 @@ use serde::Deserialize;
 use crate::source::{
     Claim, Finished, KeyError, Outstanding, ReadStats, Source, SourceContext, SourceSpec,
 };
-use crate::{Ack, AckStatus, AckWaiter, Batch, Format, Origin, Record, SourceError};
+use crate::{Ack, AckStatus, AckWaiter, Batch, Flaw, Format, Origin, Record, SourceError};
 
 /// `[[source]] type = "file"`: NDJSON files, `.gz` ones decompressed.
 #[derive(Debug, Clone, Deserialize)]
@@ -355,7 +355,7 @@ impl<R: Read> LineReader<R> {
                 start: start as u32,
                 end: end as u32,
                 seq: line,
-                truncated,
+                flaw: truncated.then_some(Flaw::Truncated),
             });
         };
         for nl in memchr::memchr_iter(b'\n', chunk) {
@@ -372,7 +372,7 @@ impl<R: Read> LineReader<R> {
                 // The rest of this over-long line is still to come: drop it.
                 self.skipping = true;
                 if let (false, Some(last)) = (skipping_before, records.last_mut()) {
-                    last.truncated = true;
+                    last.flaw = Some(Flaw::Truncated);
                 }
             }
         }
@@ -429,7 +429,7 @@ mod tests {
         while let Some((data, records)) = reader.next_batch().unwrap() {
             for r in records {
                 let text = String::from_utf8_lossy(&data[r.start as usize..r.end as usize]);
-                out.push((text.into_owned(), r.seq, r.truncated));
+                out.push((text.into_owned(), r.seq, r.flaw.is_some()));
             }
         }
         out

@@ -228,7 +228,7 @@ impl Batcher<'_> {
                 start: start as u32,
                 end: nl as u32,
                 seq: self.next_line,
-                truncated: false,
+                flaw: None,
             });
             self.next_line += 1;
             start = nl + 1;

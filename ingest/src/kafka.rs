@@ -37,7 +37,7 @@ use serde::Deserialize;
 mod membership;
 mod msk_iam;
 use crate::source::{self as contract, BatchSender, ReadStats, Shutdown};
-use crate::{Ack, AckStatus, AckWaiter, Batch, Format, Origin, Record, SourceError};
+use crate::{Ack, AckStatus, AckWaiter, Batch, Flaw, Format, Origin, Record, SourceError};
 pub use membership::InstanceId;
 
 /// `[[source]] type = "kafka"`: one topic, read by a consumer group.
@@ -884,7 +884,7 @@ impl<const M: bool> Reader<'_, M> {
             start: start as u32,
             end: b.data.len() as u32,
             seq: u64::try_from(offset).unwrap_or_default(),
-            truncated,
+            flaw: truncated.then_some(Flaw::Truncated),
         });
         if let Some(key) = key {
             let start = b.data.len();

@@ -11,6 +11,7 @@ mod ack;
 pub mod file;
 pub mod generate;
 pub mod kafka;
+pub mod kinesis;
 mod position;
 pub mod source;
 
@@ -39,8 +40,21 @@ pub struct Record {
     /// record: the 1-based line for lines, the offset for Kafka, the index in
     /// the batch (Kinesis) or in the delivery (Firehose).
     pub seq: u64,
-    /// The record was longer than the source's limit and holds only its first bytes.
-    pub truncated: bool,
+    /// Why the source already knows the record is bad (none for almost all).
+    pub flaw: Option<Flaw>,
+}
+
+/// Why a source knows a record is bad before it is parsed. The record goes
+/// to the dead letters as the source read it, with this as the reason.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum Flaw {
+    /// Longer than the source's limit: the record holds only its first bytes.
+    #[error("record longer than the source's max_record_bytes; its first bytes are kept")]
+    Truncated,
+    /// A Kinesis record whose payload could not be unpacked (a KPL aggregate,
+    /// a CloudWatch Logs subscription payload); the record is the payload.
+    #[error("{0}")]
+    Payload(kinesis::aggregate::Flaw),
 }
 
 impl Record {

@@ -15,6 +15,7 @@ mod waf;
 use std::net::IpAddr;
 
 use seclake_format::Format;
+use seclake_ingest::Flaw;
 
 use crate::schema::EventRow;
 use crate::threat::Signals;
@@ -72,9 +73,10 @@ pub enum ParseError {
         /// The event and ingest times and the limit broken.
         window: OutOfWindow,
     },
-    /// The source cut the record at its size limit.
-    #[error("record longer than the source's max_record_bytes; its first bytes are kept")]
-    Truncated,
+    /// The source knew the record was bad: cut at its size limit, or a
+    /// payload that could not be unpacked.
+    #[error("{0}")]
+    Flawed(Flaw),
 }
 
 /// One record as its format's parser read it, handed on to be enriched.

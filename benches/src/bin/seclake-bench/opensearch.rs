@@ -767,7 +767,7 @@ fn encode_bulks(
     for chunk in lines.chunks(BATCH_RECORDS) {
         let ingest_ts = chrono::Utc::now().timestamp_micros();
         let parsed = enricher
-            .parse_records(format, chunk.iter().map(|l| (*l, false)), ingest_ts)
+            .parse_records(format, chunk.iter().map(|l| (*l, None)), ingest_ts)
             .context("parsing fixture records")?;
         let events = scorer.apply(&parsed).context("window scoring")?;
         items.clear();
@@ -1625,7 +1625,7 @@ fn templates(format: Format, stamp: &Stamp, n: usize) -> Result<Vec<Template>> {
     let parsed = enricher()
         .parse_records(
             ingest_format(format),
-            lines.iter().map(|l| (*l, false)),
+            lines.iter().map(|l| (*l, None)),
             chrono::Utc::now().timestamp_micros(),
         )
         .context("parsing fixture records")?;
