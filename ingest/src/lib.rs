@@ -220,6 +220,14 @@ pub enum SourceError {
     /// The pipeline stopped taking batches (it is shutting down).
     #[error("pipeline closed")]
     Closed,
+    /// A Kinesis stream or its lease table can't be used.
+    #[error("kinesis source {stream:?}: {message}")]
+    Kinesis {
+        /// The stream the source reads.
+        stream: String,
+        /// What the service said.
+        message: String,
+    },
     /// A Kafka client could not be created or failed for good.
     #[error("kafka source {topic:?}: {message}")]
     Kafka {

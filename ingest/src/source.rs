@@ -60,6 +60,7 @@ use serde::Deserialize;
 use crate::file::{FileConfig, StdinConfig};
 use crate::generate::GenerateConfig;
 use crate::kafka::KafkaConfig;
+use crate::kinesis::KinesisConfig;
 use crate::{Batch, Format, SourceError};
 
 /// A configured source, ready to run on its own thread.
@@ -257,6 +258,8 @@ pub enum SourceConfig {
     Kafka(KafkaConfig),
     /// Generated fixture logs: load tests, benches and demos without files.
     Generate(GenerateConfig),
+    /// A Kinesis data stream, its shards leased in DynamoDB.
+    Kinesis(KinesisConfig),
 }
 
 impl SourceConfig {
@@ -267,6 +270,7 @@ impl SourceConfig {
             SourceConfig::Stdin(c) => c,
             SourceConfig::Kafka(c) => c,
             SourceConfig::Generate(c) => c,
+            SourceConfig::Kinesis(c) => c,
         }
     }
 
@@ -289,6 +293,7 @@ impl SourceConfig {
             "stdin" => locate::<StdinConfig>(entry),
             "kafka" => locate::<KafkaConfig>(entry),
             "generate" => locate::<GenerateConfig>(entry),
+            "kinesis" => locate::<KinesisConfig>(entry),
             _ => None,
         }
     }

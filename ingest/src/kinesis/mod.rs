@@ -6,9 +6,12 @@
 //! - [`lease`]: shard leases and checkpoints in a DynamoDB table, so that
 //!   workers of one application share a stream's shards.
 //! - [`config`]: the `[[source]] type = "kinesis"` keys.
-//!
-//! The source that reads the shards with them is not wired in yet.
+//! - `source`: the worker that holds leases, polls its shards and
+//!   checkpoints what the sinks acknowledged.
 
 pub mod aggregate;
 pub mod config;
 pub mod lease;
+mod source;
+
+pub use config::KinesisConfig;
