@@ -1,4 +1,4 @@
-//! The `seclake` command: run, validate, gen, replay, demo.
+//! The `seclake` command: run, validate, gen, replay (Kafka or Kinesis), demo.
 
 use std::io::IsTerminal as _;
 use std::path::PathBuf;
@@ -6,10 +6,11 @@ use std::process::ExitCode;
 
 use anyhow::{Context as _, Result};
 use chrono::NaiveDate;
-use clap::{Parser, Subcommand};
+use clap::error::ErrorKind;
+use clap::{CommandFactory as _, Parser, Subcommand};
 use seclake::config::Config;
 use seclake::pipeline::{RunOptions, RunSummary};
-use seclake::replay::ReplayOptions;
+use seclake::replay::{KinesisOptions, ReplayOptions};
 
 // jemalloc: thread caches for the per-batch buffers that glibc's malloc
 // serves from its slow path, and freed pages kept for reuse instead of being
@@ -68,26 +69,42 @@ enum Command {
         #[arg(long)]
         until_caught_up: bool,
     },
-    /// Send NDJSON files (e.g. `seclake gen` output) to a Kafka topic.
+    /// Send NDJSON files (e.g. `seclake gen` output) to a Kafka topic or a
+    /// Kinesis stream.
     Replay {
-        /// Bootstrap brokers.
+        /// Where to: `kafka` (`--topic`) or `kinesis` (`--stream`).
+        #[arg(long, value_enum, default_value_t = ReplayTo::Kafka)]
+        to: ReplayTo,
+        /// Kafka: bootstrap brokers.
         #[arg(long, env = "SECLAKE_KAFKA_BROKERS", default_value = "127.0.0.1:9092")]
         brokers: String,
-        /// The topic; created when missing.
-        #[arg(long)]
-        topic: String,
-        /// Partitions of the topic when this creates it.
+        /// Kafka: the topic; created when missing.
+        #[arg(long, required_if_eq("to", "kafka"))]
+        topic: Option<String>,
+        /// Kafka: partitions of the topic when this creates it.
         #[arg(long, default_value_t = 6)]
         partitions: i32,
-        /// Replication factor of the topic when this creates it.
+        /// Kafka: replication factor of the topic when this creates it.
         #[arg(long, default_value_t = 1)]
         replication_factor: i32,
+        /// Kafka: a librdkafka producer property, `key=value` (TLS, SASL, ...); repeatable.
+        #[arg(long = "producer-option", short = 'X', value_parser = key_value)]
+        producer_options: Vec<(String, String)>,
+        /// Kinesis: the stream's name or ARN; it must exist.
+        #[arg(long, required_if_eq("to", "kinesis"))]
+        stream: Option<String>,
+        /// Kinesis: the region; default from the AWS chain (`AWS_REGION`, profile).
+        #[arg(long)]
+        region: Option<String>,
+        /// Kinesis: another endpoint URL than AWS's (e.g. kinesis-local).
+        #[arg(long)]
+        endpoint: Option<String>,
+        /// Kinesis: pack the lines into KPL aggregated records (up to 500 or ~1 MiB each).
+        #[arg(long)]
+        aggregate: bool,
         /// Target rate, e.g. `50000/s` or `50k/s`; default as fast as possible.
         #[arg(long, value_parser = seclake::replay::parse_rate)]
         rate: Option<f64>,
-        /// A librdkafka producer property, `key=value` (TLS, SASL, ...); repeatable.
-        #[arg(long = "producer-option", short = 'X', value_parser = key_value)]
-        producer_options: Vec<(String, String)>,
         /// Also write the report as JSON here.
         #[arg(long)]
         report_json: Option<PathBuf>,
@@ -169,7 +186,9 @@ fn main() -> ExitCode {
         )
         .with_writer(std::io::stderr)
         .init();
-    match run(Cli::parse()) {
+    let cli = Cli::parse();
+    check_replay_flags(&cli);
+    match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");
@@ -276,48 +295,54 @@ fn run(cli: Cli) -> Result<()> {
             }
         }
         Command::Replay {
+            to,
             brokers,
             topic,
             partitions,
             replication_factor,
-            rate,
             producer_options,
+            stream,
+            region,
+            endpoint,
+            aggregate,
+            rate,
             report_json,
             files,
         } => {
-            let options = ReplayOptions {
-                brokers,
-                topic,
-                partitions,
-                replication: replication_factor,
-                rate,
-                files,
-                producer_options,
-                progress,
+            let report = match to {
+                ReplayTo::Kafka => {
+                    let options = ReplayOptions {
+                        brokers,
+                        topic: topic.context("--topic is required with --to kafka")?,
+                        partitions,
+                        replication: replication_factor,
+                        rate,
+                        files,
+                        producer_options,
+                        progress,
+                    };
+                    seclake::replay::replay(&options)?
+                }
+                ReplayTo::Kinesis => {
+                    let options = KinesisOptions {
+                        stream: stream.context("--stream is required with --to kinesis")?,
+                        region,
+                        endpoint,
+                        aggregate,
+                        rate,
+                        files,
+                        progress,
+                    };
+                    seclake::replay::replay_kinesis(&options)?
+                }
             };
-            let report = seclake::replay::replay(&options)?;
-            println!(
-                "sent {} records ({:.1} MB) to {} ({} partitions{}) in {:.1} s: {:.0} records/s, {:.1} MB/s; {} failed",
-                report.records,
-                report.bytes as f64 / 1e6,
-                options.topic,
-                report.partitions,
-                if report.created_topic {
-                    ", created"
-                } else {
-                    ""
-                },
-                report.seconds,
-                report.records as f64 / report.seconds.max(1e-9),
-                report.bytes as f64 / 1e6 / report.seconds.max(1e-9),
-                report.failed
-            );
+            println!("{report}");
             if let Some(path) = report_json {
                 std::fs::write(&path, serde_json::to_vec_pretty(&report)?)
                     .with_context(|| format!("writing {}", path.display()))?;
             }
             if report.failed > 0 {
-                anyhow::bail!("{} records were not delivered", report.failed);
+                anyhow::bail!("{} records were not accepted", report.failed);
             }
         }
         Command::Schema => print!("{}", seclake_enrich::schema::schema_markdown()),
@@ -340,6 +365,73 @@ fn run(cli: Cli) -> Result<()> {
         },
     }
     Ok(())
+}
+
+/// Where `seclake replay` sends.
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum ReplayTo {
+    /// A Kafka topic.
+    Kafka,
+    /// A Kinesis data stream.
+    Kinesis,
+}
+
+/// Exits with a usage error (as clap's own) when `replay` lacks `--topic` for
+/// the default `--to kafka`, which `required_if_eq` does not see, or has a
+/// flag of the other target.
+fn check_replay_flags(cli: &Cli) {
+    let Command::Replay {
+        to,
+        topic,
+        producer_options,
+        stream,
+        region,
+        endpoint,
+        aggregate,
+        ..
+    } = &cli.command
+    else {
+        return;
+    };
+    let (target, misplaced) = match to {
+        ReplayTo::Kafka => (
+            "kafka",
+            vec![
+                ("--stream", stream.is_some()),
+                ("--region", region.is_some()),
+                ("--endpoint", endpoint.is_some()),
+                ("--aggregate", *aggregate),
+            ],
+        ),
+        ReplayTo::Kinesis => (
+            "kinesis",
+            vec![
+                ("--topic", topic.is_some()),
+                ("--producer-option", !producer_options.is_empty()),
+            ],
+        ),
+    };
+    let error = if matches!(to, ReplayTo::Kafka) && topic.is_none() {
+        Some((
+            ErrorKind::MissingRequiredArgument,
+            "the following required arguments were not provided:\n  --topic <TOPIC>".to_owned(),
+        ))
+    } else {
+        misplaced.iter().find(|(_, given)| *given).map(|(flag, _)| {
+            (
+                ErrorKind::ArgumentConflict,
+                format!("{flag} does not apply to --to {target}"),
+            )
+        })
+    };
+    if let Some((kind, message)) = error {
+        let mut command = Cli::command();
+        command.build();
+        match command.find_subcommand_mut("replay") {
+            Some(replay) => replay.error(kind, message).exit(),
+            None => command.error(kind, message).exit(),
+        }
+    }
 }
 
 /// Parses `key=value`.

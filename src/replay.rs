@@ -1,7 +1,11 @@
 //! `seclake replay`: NDJSON files (the generator's output among them) into a
-//! Kafka topic at a chosen rate, for tests, backfills and load tests.
+//! Kafka topic or a Kinesis stream at a chosen rate, for tests, backfills and
+//! load tests. The Kinesis sender is in `replay/kinesis.rs`.
 
-use std::path::PathBuf;
+mod kinesis;
+
+use std::fmt;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -15,10 +19,13 @@ use rdkafka::config::ClientConfig;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::DeliveryResult;
 use rdkafka::producer::{BaseRecord, Producer as _, ProducerContext, ThreadedProducer};
+use seclake_ingest::Flaw;
 use seclake_ingest::file::LineReader;
 use serde::Serialize;
 
-/// What to send where.
+pub use kinesis::{KinesisOptions, replay_kinesis};
+
+/// What to send to which Kafka topic.
 #[derive(Debug, Clone)]
 pub struct ReplayOptions {
     /// Bootstrap brokers.
@@ -39,24 +46,181 @@ pub struct ReplayOptions {
     pub progress: bool,
 }
 
-/// What a replay sent.
-#[derive(Debug, Clone, Default, Serialize)]
+/// What a replay sent, to Kafka or to Kinesis.
+#[derive(Debug, Clone, Serialize)]
 pub struct ReplayReport {
-    /// Records the broker acknowledged.
+    /// Lines (user records) the broker or stream accepted.
     pub records: u64,
     /// Their payload bytes.
     pub bytes: u64,
-    /// Records the broker refused or that timed out.
+    /// Lines refused, timed out or given up on.
     pub failed: u64,
-    /// The topic's partition count.
-    pub partitions: i32,
-    /// The topic was created by this replay.
-    pub created_topic: bool,
     /// Wall time in seconds.
     pub seconds: f64,
+    /// `records` over `seconds`.
+    pub records_per_second: f64,
+    /// Where they went, and what only that target counts.
+    #[serde(flatten)]
+    pub target: ReplayTarget,
+}
+
+/// Where a replay sent its records; `"to": "kafka"` or `"kinesis"` in JSON.
+#[derive(Debug, Clone, Serialize)]
+#[serde(tag = "to", rename_all = "lowercase")]
+pub enum ReplayTarget {
+    /// A Kafka topic.
+    Kafka {
+        /// The topic.
+        topic: String,
+        /// The topic's partition count.
+        partitions: i32,
+        /// The topic was created by this replay.
+        created_topic: bool,
+    },
+    /// A Kinesis data stream.
+    Kinesis {
+        /// The stream's name or ARN, as given.
+        stream: String,
+        /// Its open shards, when DescribeStreamSummary was allowed.
+        shards: Option<i32>,
+        /// Kinesis records accepted: a KPL aggregate counts once.
+        kinesis_records: u64,
+        /// The lines went as KPL aggregated records.
+        aggregated: bool,
+        /// Kinesis records sent again after a refusal or a failed call.
+        retried: u64,
+    },
+}
+
+impl ReplayReport {
+    fn new(records: u64, bytes: u64, failed: u64, started: Instant, target: ReplayTarget) -> Self {
+        let seconds = started.elapsed().as_secs_f64();
+        ReplayReport {
+            records,
+            bytes,
+            failed,
+            seconds,
+            records_per_second: records as f64 / seconds.max(1e-9),
+            target,
+        }
+    }
+}
+
+impl fmt::Display for ReplayReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mb = self.bytes as f64 / 1e6;
+        write!(f, "sent {} records ({mb:.1} MB) to ", self.records)?;
+        match &self.target {
+            ReplayTarget::Kafka {
+                topic,
+                partitions,
+                created_topic,
+            } => {
+                let created = if *created_topic { ", created" } else { "" };
+                write!(f, "{topic} ({partitions} partitions{created})")?;
+            }
+            ReplayTarget::Kinesis {
+                stream,
+                shards,
+                kinesis_records,
+                aggregated,
+                ..
+            } => {
+                write!(f, "Kinesis stream {stream}")?;
+                if let Some(shards) = shards {
+                    write!(f, " ({shards} shards)")?;
+                }
+                let what = if *aggregated {
+                    "KPL aggregates"
+                } else {
+                    "Kinesis records"
+                };
+                write!(f, " as {kinesis_records} {what}")?;
+            }
+        }
+        write!(
+            f,
+            " in {:.1} s: {:.0} records/s, {:.1} MB/s; ",
+            self.seconds,
+            self.records_per_second,
+            mb / self.seconds.max(1e-9)
+        )?;
+        if let ReplayTarget::Kinesis { retried, .. } = &self.target {
+            write!(f, "{retried} retried, ")?;
+        }
+        write!(f, "{} failed", self.failed)
+    }
 }
 
 pub use seclake_ingest::generate::parse_rate;
+
+/// Paces a replay to `rate` records per second from its start.
+struct Pacer {
+    rate: Option<f64>,
+    start: Instant,
+}
+
+impl Pacer {
+    fn new(rate: Option<f64>) -> Pacer {
+        Pacer {
+            rate,
+            start: Instant::now(),
+        }
+    }
+
+    /// How long to wait before the record after the first `sent`; `None`
+    /// when not ahead of the rate (or there is none).
+    fn ahead(&self, sent: u64) -> Option<Duration> {
+        let rate = self.rate?;
+        let due = Duration::from_secs_f64(sent as f64 / rate);
+        due.checked_sub(self.start.elapsed())
+            .filter(|d| !d.is_zero())
+    }
+}
+
+/// The replay's spinner (records, rate, current file), when `show`.
+fn progress_bar(show: bool) -> Option<indicatif::ProgressBar> {
+    show.then(|| {
+        let bar = indicatif::ProgressBar::new_spinner();
+        bar.set_style(
+            indicatif::ProgressStyle::with_template(
+                "{spinner} {elapsed_precise} {human_pos} records ({per_sec}) {msg}",
+            )
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner()),
+        );
+        bar
+    })
+}
+
+/// Calls `each(file, line number, line, flaw)` for every non-blank line of
+/// the files (plain or `.gz`), in order. A line over `max_record` bytes comes
+/// cut to that length with [`Flaw::Truncated`].
+fn for_each_line(
+    files: &[PathBuf],
+    max_record: usize,
+    bar: Option<&indicatif::ProgressBar>,
+    mut each: impl FnMut(&Path, u64, &[u8], Option<Flaw>) -> Result<()>,
+) -> Result<()> {
+    for path in files {
+        let input = seclake_ingest::file::open(path)
+            .with_context(|| format!("opening {}", path.display()))?;
+        let origin: Arc<str> = path.to_string_lossy().into();
+        let mut lines = LineReader::new(input, origin, 1 << 20, max_record);
+        if let Some(bar) = bar {
+            bar.set_message(path.display().to_string());
+        }
+        while let Some((data, records)) = lines
+            .next_batch()
+            .with_context(|| format!("reading {}", path.display()))?
+        {
+            for record in &records {
+                let line = &data[record.start as usize..record.end as usize];
+                each(path, record.seq, line, record.flaw)?;
+            }
+        }
+    }
+    Ok(())
+}
 
 /// Counts what the broker acknowledged, from librdkafka's delivery reports.
 #[derive(Default)]
@@ -112,49 +276,28 @@ pub fn replay(opts: &ReplayOptions) -> Result<ReplayReport> {
         .create_with_context(Deliveries::default())
         .context("creating the Kafka producer")?;
 
-    let bar = opts.progress.then(|| {
-        let bar = indicatif::ProgressBar::new_spinner();
-        bar.set_style(
-            indicatif::ProgressStyle::with_template(
-                "{spinner} {elapsed_precise} {human_pos} records ({per_sec}) {msg}",
-            )
-            .unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner()),
-        );
-        bar
-    });
+    let bar = progress_bar(opts.progress);
     let mut sent = 0u64;
-    let pace = Instant::now();
-    for path in &opts.files {
-        let input = seclake_ingest::file::open(path)
-            .with_context(|| format!("opening {}", path.display()))?;
-        let origin: Arc<str> = path.to_string_lossy().into();
-        // Lines go as they are: the broker's own size limit decides.
-        let mut lines = LineReader::new(input, origin, 1 << 20, usize::MAX >> 1);
-        if let Some(bar) = &bar {
-            bar.set_message(path.display().to_string());
-        }
-        while let Some((data, records)) = lines
-            .next_batch()
-            .with_context(|| format!("reading {}", path.display()))?
-        {
-            for record in &records {
-                let payload = &data[record.start as usize..record.end as usize];
-                send(&producer, &opts.topic, payload)?;
-                sent += 1;
-                if let Some(rate) = opts.rate
-                    && sent.is_multiple_of(64)
-                {
-                    let due = Duration::from_secs_f64(sent as f64 / rate);
-                    if let Some(ahead) = due.checked_sub(pace.elapsed()) {
-                        std::thread::sleep(ahead);
-                    }
+    let pacer = Pacer::new(opts.rate);
+    // Lines go as they are: the broker's own size limit decides.
+    for_each_line(
+        &opts.files,
+        usize::MAX >> 1,
+        bar.as_ref(),
+        |_, _, payload, _| {
+            send(&producer, &opts.topic, payload)?;
+            sent += 1;
+            if sent.is_multiple_of(64) {
+                if let Some(ahead) = pacer.ahead(sent) {
+                    std::thread::sleep(ahead);
+                }
+                if let Some(bar) = &bar {
+                    bar.set_position(sent);
                 }
             }
-            if let Some(bar) = &bar {
-                bar.set_position(sent);
-            }
-        }
-    }
+            Ok(())
+        },
+    )?;
     producer
         .flush(Duration::from_secs(120))
         .context("waiting for the broker to acknowledge every record")?;
@@ -172,14 +315,17 @@ pub fn replay(opts: &ReplayOptions) -> Result<ReplayReport> {
             .unwrap_or_default();
         tracing::error!("{failed} records were not delivered; the first because: {first}");
     }
-    Ok(ReplayReport {
-        records: deliveries.delivered.load(Ordering::Relaxed),
-        bytes: deliveries.delivered_bytes.load(Ordering::Relaxed),
+    Ok(ReplayReport::new(
+        deliveries.delivered.load(Ordering::Relaxed),
+        deliveries.delivered_bytes.load(Ordering::Relaxed),
         failed,
-        partitions,
-        created_topic,
-        seconds: started.elapsed().as_secs_f64(),
-    })
+        started,
+        ReplayTarget::Kafka {
+            topic: opts.topic.clone(),
+            partitions,
+            created_topic,
+        },
+    ))
 }
 
 /// Hands one record to the producer, waiting while its queue is full.

@@ -14,7 +14,7 @@ use aws_sdk_kinesis::client::Waiters;
 use aws_sdk_kinesis::config::{BehaviorVersion, Credentials, Region};
 use aws_sdk_kinesis::primitives::Blob;
 use aws_sdk_kinesis::types::PutRecordsRequestEntry;
-use common::{Seclake, dead_letter_lines, free_port, wait_for};
+use common::{Seclake, dead_letter_lines, free_port, sample, wait_for};
 use datafusion::arrow::array::{Array, AsArray};
 use datafusion::prelude::{ParquetReadOptions, SessionContext};
 use seclake_enrich::parse::event_id;
@@ -237,6 +237,21 @@ fn two_pipelines_share_a_stream_one_killed_with_sigkill_and_every_record_is_in_t
         wait_for(WAIT, || settled(&lake_ids(dir.path()), &dead_raw())),
         "after the kill, the survivor never delivered every record"
     );
+    let metrics = b.metrics().expect("the survivor's /metrics");
+    let took_over: f64 = metrics
+        .lines()
+        .filter(|l| {
+            l.starts_with("seclake_kinesis_lease_changes_total{")
+                && (l.contains("change=\"taken\"") || l.contains("change=\"taken_over\""))
+        })
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum();
+    assert!(took_over >= 2.0, "the survivor took leases:\n{metrics}");
+    assert!(
+        metrics.contains("seclake_kinesis_millis_behind_latest{"),
+        "/metrics has the lag per shard"
+    );
+    assert!(sample(&metrics, "seclake_kinesis_records_total").is_some_and(|n| n > 0.0));
     b.terminate();
 
     let lake = lake_ids(dir.path());

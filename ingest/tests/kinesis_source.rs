@@ -164,6 +164,34 @@ impl Scene<'_> {
         Worker::start(config, self.services.rt.handle().clone(), until_caught_up)
     }
 
+    /// Waits until the stream is ACTIVE again after a reshard.
+    fn wait_active(&self, after: &str) {
+        let s = self.services;
+        s.rt.block_on(
+            s.kinesis
+                .wait_until_stream_exists()
+                .stream_name(&self.stream)
+                .wait(WAIT),
+        )
+        .unwrap_or_else(|e| panic!("ACTIVE after {after}: {e}"));
+    }
+
+    /// The ids of the shards still open for writes.
+    fn open_shards(&self) -> Vec<String> {
+        let s = self.services;
+        let out =
+            s.rt.block_on(s.kinesis.list_shards().stream_name(&self.stream).send())
+                .expect("ListShards");
+        out.shards()
+            .iter()
+            .filter(|s| {
+                s.sequence_number_range()
+                    .is_some_and(|r| r.ending_sequence_number().is_none())
+            })
+            .map(|s| s.shard_id().to_owned())
+            .collect()
+    }
+
     fn leases(&self) -> Vec<seclake_ingest::kinesis::lease::Lease> {
         let table = LeaseTable::new(self.services.dynamo.clone(), &self.table);
         self.services.rt.block_on(table.list()).expect("the leases")
@@ -483,32 +511,20 @@ fn a_split_shard_is_read_after_its_parent_and_keeps_each_keys_order() {
     wait_for("the parent's records", || {
         data_of(&before).is_subset(&clean(&worker.seen()))
     });
-    services.rt.block_on(async {
-        let shard = services
-            .kinesis
-            .list_shards()
-            .stream_name(&scene.stream)
-            .send()
-            .await
-            .expect("ListShards");
-        let parent = &shard.shards()[0];
-        services
-            .kinesis
-            .split_shard()
-            .stream_name(&scene.stream)
-            .shard_to_split(parent.shard_id())
-            .new_starting_hash_key("170141183460469231731687303715884105728")
-            .send()
-            .await
-            .expect("SplitShard");
-        services
-            .kinesis
-            .wait_until_stream_exists()
-            .stream_name(&scene.stream)
-            .wait(WAIT)
-            .await
-            .expect("ACTIVE again");
-    });
+    let parent = scene.open_shards().remove(0);
+    services
+        .rt
+        .block_on(
+            services
+                .kinesis
+                .split_shard()
+                .stream_name(&scene.stream)
+                .shard_to_split(parent)
+                .new_starting_hash_key("170141183460469231731687303715884105728")
+                .send(),
+        )
+        .expect("SplitShard");
+    scene.wait_active("the split");
     let after = records("after", 200);
     scene.put(&after);
     wait_for("the children's records", || {
@@ -557,38 +573,7 @@ fn a_merge_and_an_update_shard_count_mid_stream_lose_nothing_and_keep_each_keys_
     let phase0 = records("p0", 150);
     scene.put(&phase0);
     let worker = scene.config("resharder", false);
-    let wait_active = |after: &str| {
-        services
-            .rt
-            .block_on(
-                services
-                    .kinesis
-                    .wait_until_stream_exists()
-                    .stream_name(&scene.stream)
-                    .wait(WAIT),
-            )
-            .unwrap_or_else(|e| panic!("ACTIVE after {after}: {e}"));
-    };
-    let open_shards = || {
-        services.rt.block_on(async {
-            let out = services
-                .kinesis
-                .list_shards()
-                .stream_name(&scene.stream)
-                .send()
-                .await
-                .expect("ListShards");
-            out.shards()
-                .iter()
-                .filter(|s| {
-                    s.sequence_number_range()
-                        .is_some_and(|r| r.ending_sequence_number().is_none())
-                })
-                .map(|s| s.shard_id().to_owned())
-                .collect::<Vec<_>>()
-        })
-    };
-    let open = open_shards();
+    let open = scene.open_shards();
     assert_eq!(open.len(), 2);
     services
         .rt
@@ -602,7 +587,7 @@ fn a_merge_and_an_update_shard_count_mid_stream_lose_nothing_and_keep_each_keys_
                 .send(),
         )
         .expect("MergeShards");
-    wait_active("the merge");
+    scene.wait_active("the merge");
     let phase1 = records("p1", 150);
     scene.put(&phase1);
     services
@@ -617,7 +602,7 @@ fn a_merge_and_an_update_shard_count_mid_stream_lose_nothing_and_keep_each_keys_
                 .send(),
         )
         .expect("UpdateShardCount");
-    wait_active("the update");
+    scene.wait_active("the update");
     let phase2 = records("p2", 150);
     scene.put(&phase2);
     let mut all = data_of(&phase0);
