@@ -14,8 +14,6 @@ use std::time::{Duration, Instant};
 
 use common::kafka::{Cleanup, committed_and_high};
 use common::{BIN, Seclake, dead_letter_lines, free_port, sample, wait_for};
-use datafusion::arrow::array::{Array, AsArray};
-use datafusion::prelude::{ParquetReadOptions, SessionContext};
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Message as _;
@@ -130,39 +128,7 @@ fn config(
 
 /// Rows in the lake and their distinct event ids.
 fn lake_ids(dir: &Path) -> (u64, HashSet<String>) {
-    let rt = tokio::runtime::Runtime::new().expect("runtime");
-    rt.block_on(async {
-        let ctx = SessionContext::new();
-        ctx.register_parquet(
-            "events",
-            &format!("{}/lake/", dir.display()),
-            ParquetReadOptions::default(),
-        )
-        .await
-        .expect("lake registers");
-        let mut rows = 0u64;
-        let mut ids = HashSet::new();
-        let batches = ctx
-            .sql("SELECT event_id FROM events")
-            .await
-            .expect("plans")
-            .collect()
-            .await
-            .expect("runs");
-        for batch in &batches {
-            let column = datafusion::arrow::compute::cast(
-                batch.column(0),
-                &datafusion::arrow::datatypes::DataType::Utf8,
-            )
-            .expect("cast");
-            let column = column.as_string::<i32>();
-            rows += column.len() as u64;
-            for i in 0..column.len() {
-                ids.insert(column.value(i).to_owned());
-            }
-        }
-        (rows, ids)
-    })
+    common::lake_ids(dir).expect("the lake reads")
 }
 
 /// True once `group` has committed every partition of `topic` to its end.

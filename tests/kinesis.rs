@@ -15,8 +15,6 @@ use aws_sdk_kinesis::config::{BehaviorVersion, Credentials, Region};
 use aws_sdk_kinesis::primitives::Blob;
 use aws_sdk_kinesis::types::PutRecordsRequestEntry;
 use common::{Seclake, dead_letter_lines, free_port, sample, wait_for};
-use datafusion::arrow::array::{Array, AsArray};
-use datafusion::prelude::{ParquetReadOptions, SessionContext};
 use seclake_enrich::parse::event_id;
 use seclake_fixtures::services::{moto_with_credentials, service, unique_name};
 use seclake_ingest::Format;
@@ -92,43 +90,11 @@ fn config(
     (path, port)
 }
 
-/// The distinct event ids in the lake.
+/// The distinct event ids in the lake; none before its first file.
 fn lake_ids(dir: &Path) -> HashSet<String> {
-    if !dir.join("lake").exists() {
-        return HashSet::new();
-    }
-    let rt = tokio::runtime::Runtime::new().expect("runtime");
-    rt.block_on(async {
-        let ctx = SessionContext::new();
-        if ctx
-            .register_parquet(
-                "events",
-                &format!("{}/lake/", dir.display()),
-                ParquetReadOptions::default(),
-            )
-            .await
-            .is_err()
-        {
-            return HashSet::new();
-        }
-        let Ok(frame) = ctx.sql("SELECT event_id FROM events").await else {
-            return HashSet::new();
-        };
-        let batches = frame.collect().await.unwrap_or_default();
-        let mut ids = HashSet::new();
-        for batch in &batches {
-            let column = datafusion::arrow::compute::cast(
-                batch.column(0),
-                &datafusion::arrow::datatypes::DataType::Utf8,
-            )
-            .expect("cast");
-            let column = column.as_string::<i32>();
-            for i in 0..column.len() {
-                ids.insert(column.value(i).to_owned());
-            }
-        }
-        ids
-    })
+    common::lake_ids(dir)
+        .map(|(_, ids)| ids)
+        .unwrap_or_default()
 }
 
 #[test]

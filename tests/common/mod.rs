@@ -217,3 +217,47 @@ pub fn dead_letter_lines(dir: &Path) -> Vec<seclake_sink::DeadLetterLine> {
     }
     out
 }
+
+/// Rows in the lake under `dir/lake` and their distinct event ids; none
+/// while there is no lake to read (no file written yet).
+pub fn lake_ids(dir: &Path) -> Option<(u64, std::collections::HashSet<String>)> {
+    use datafusion::arrow::array::{Array as _, AsArray as _};
+    use datafusion::prelude::{ParquetReadOptions, SessionContext};
+    let lake = dir.join("lake");
+    if !lake.exists() {
+        return None;
+    }
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    rt.block_on(async {
+        let ctx = SessionContext::new();
+        ctx.register_parquet(
+            "events",
+            &format!("{}/", lake.display()),
+            ParquetReadOptions::default(),
+        )
+        .await
+        .ok()?;
+        let batches = ctx
+            .sql("SELECT event_id FROM events")
+            .await
+            .ok()?
+            .collect()
+            .await
+            .ok()?;
+        let mut rows = 0u64;
+        let mut ids = std::collections::HashSet::new();
+        for batch in &batches {
+            let column = datafusion::arrow::compute::cast(
+                batch.column(0),
+                &datafusion::arrow::datatypes::DataType::Utf8,
+            )
+            .ok()?;
+            let column = column.as_string::<i32>();
+            rows += column.len() as u64;
+            for i in 0..column.len() {
+                ids.insert(column.value(i).to_owned());
+            }
+        }
+        Some((rows, ids))
+    })
+}

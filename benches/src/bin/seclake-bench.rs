@@ -203,6 +203,28 @@ struct FormatCounts {
 }
 
 /// The last `n` lines of a log file (empty when it can't be read).
+/// The error of a `seclake run` that exited with `status`: its run
+/// directory kept, and the last lines of its stderr.
+fn run_failed(
+    status: std::process::ExitStatus,
+    run_dir: tempfile::TempDir,
+    stderr: &Path,
+) -> anyhow::Error {
+    let tail = last_lines(stderr, 20);
+    let kept = run_dir.keep();
+    anyhow::anyhow!(
+        "seclake run failed ({status}); run directory kept at {}; last lines of its stderr:\n{}",
+        kept.display(),
+        tail
+    )
+}
+
+/// A JSON file a run wrote (its `--summary-json`).
+fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T> {
+    serde_json::from_slice(&fs::read(path).with_context(|| format!("reading {}", path.display()))?)
+        .with_context(|| format!("parsing {}", path.display()))
+}
+
 fn last_lines(path: &Path, n: usize) -> String {
     let log = fs::read_to_string(path).unwrap_or_default();
     let lines: Vec<&str> = log.lines().collect();
@@ -654,18 +676,9 @@ fn run_pipeline(
     let (status, wall, usage) =
         spawn_and_wait(&mut cmd).with_context(|| format!("running {}", seclake.display()))?;
     if !status.success() {
-        let tail = last_lines(&stderr, 20);
-        let kept = run_dir.keep();
-        bail!(
-            "seclake run failed ({status}); run directory kept at {}; last lines of its stderr:\n{}",
-            kept.display(),
-            tail
-        );
+        return Err(run_failed(status, run_dir, &stderr));
     }
-    let summary: Summary = serde_json::from_slice(
-        &fs::read(&summary_path).with_context(|| format!("reading {}", summary_path.display()))?,
-    )
-    .with_context(|| format!("parsing {}", summary_path.display()))?;
+    let summary: Summary = read_json(&summary_path)?;
     let lake = scan_outputs(&dir.join("lake"), &dir.join("dlq"))?;
     if args.keep {
         let kept = run_dir.keep();

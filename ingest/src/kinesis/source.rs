@@ -480,7 +480,7 @@ impl Worker {
             };
             calls.push(self.get_records(id.clone(), shard));
         }
-        let answers = self.rt.block_on(futures_join_all(calls));
+        let answers = self.rt.block_on(join_all(calls));
         for (id, answer) in answers {
             self.take_answer(ctx, &id, answer)?;
         }
@@ -622,20 +622,18 @@ impl Worker {
                 continue;
             };
             let payload = record.data().as_ref();
-            let users: Vec<(Bytes, Option<u32>, Option<Flaw>)> =
-                match unpack(payload, max.saturating_mul(UNPACK_FACTOR)) {
-                    Unpacked::Plain => vec![(Bytes::copy_from_slice(payload), None, None)],
-                    Unpacked::Empty => Vec::new(),
-                    Unpacked::Flawed(flaw) => vec![(
-                        Bytes::copy_from_slice(payload),
-                        None,
-                        Some(Flaw::Payload(flaw)),
-                    )],
-                    Unpacked::Records(users) => users
-                        .into_iter()
-                        .map(|u| (u.data, u.sub_sequence, None))
-                        .collect(),
-                };
+            let unpacked = unpack(payload, max.saturating_mul(UNPACK_FACTOR));
+            // Borrowed from the payload or the unpacked records: each user
+            // record is copied once, into the batch.
+            let users: Vec<(&[u8], Option<u32>, Option<Flaw>)> = match &unpacked {
+                Unpacked::Plain => vec![(payload, None, None)],
+                Unpacked::Empty => Vec::new(),
+                Unpacked::Flawed(flaw) => vec![(payload, None, Some(Flaw::Payload(*flaw)))],
+                Unpacked::Records(users) => users
+                    .iter()
+                    .map(|u| (u.data.as_ref(), u.sub_sequence, None))
+                    .collect(),
+            };
             let last_sub = users
                 .iter()
                 .filter_map(|(_, sub, _)| *sub)
@@ -652,12 +650,12 @@ impl Worker {
                     continue;
                 }
                 let (bytes, flaw) = if bytes.len() > max {
-                    (bytes.slice(..max), flaw.or(Some(Flaw::Truncated)))
+                    (&bytes[..max], flaw.or(Some(Flaw::Truncated)))
                 } else {
                     (bytes, flaw)
                 };
                 let start = data.len();
-                data.extend_from_slice(&bytes);
+                data.extend_from_slice(bytes);
                 records.push(Record {
                     start: start as u32,
                     end: data.len() as u32,
@@ -850,7 +848,7 @@ fn throttled<E: ProvideErrorMetadata, R>(e: &SdkError<E, R>) -> bool {
     )
 }
 
-async fn futures_join_all<F>(calls: Vec<F>) -> Vec<(String, Answer)>
+async fn join_all<F>(calls: Vec<F>) -> Vec<(String, Answer)>
 where
     F: std::future::Future<Output = (String, Answer)> + Send + 'static,
 {

@@ -43,7 +43,7 @@ use rdkafka::message::DeliveryResult;
 use rdkafka::producer::{BaseRecord, Producer as _, ProducerContext, ThreadedProducer};
 use seclake_benches::{BATCH_RECORDS, Format, SEED, bench_date, enricher, ingest_format};
 
-use super::{Input, last_lines};
+use super::{Input, last_lines, read_json, run_failed};
 use seclake_enrich::scoring::WindowScorer;
 use seclake_enrich::threat::ThreatEngine;
 use seclake_fixtures::services::unique_name;
@@ -1089,18 +1089,9 @@ fn run_seclake(
         None
     };
     if !status.success() {
-        let tail = last_lines(&stderr, 20);
-        let kept = run_dir.keep();
-        bail!(
-            "seclake run failed ({status}); run directory kept at {}; last lines of its stderr:\n{}",
-            kept.display(),
-            tail
-        );
+        return Err(run_failed(status, run_dir, &stderr));
     }
-    let summary: RunSummary = serde_json::from_slice(
-        &fs::read(&summary_path).with_context(|| format!("reading {}", summary_path.display()))?,
-    )
-    .with_context(|| format!("parsing {}", summary_path.display()))?;
+    let summary: RunSummary = read_json(&summary_path)?;
     if keep {
         println!("kept:   {}", run_dir.keep().display());
     }
