@@ -1,4 +1,4 @@
-//! The `seclake` command: run, validate, gen, replay (Kafka or Kinesis), demo.
+//! The `seclake` command: run, validate, gen, replay (Kafka, Kinesis or Firehose), demo.
 
 use std::io::IsTerminal as _;
 use std::path::PathBuf;
@@ -10,7 +10,7 @@ use clap::error::ErrorKind;
 use clap::{CommandFactory as _, Parser, Subcommand};
 use seclake::config::Config;
 use seclake::pipeline::{RunOptions, RunSummary};
-use seclake::replay::{KinesisOptions, ReplayOptions};
+use seclake::replay::{AwsOptions, FirehoseOptions, KinesisOptions, ReplayOptions};
 
 // jemalloc: thread caches for the per-batch buffers that glibc's malloc
 // serves from its slow path, and freed pages kept for reuse instead of being
@@ -69,10 +69,11 @@ enum Command {
         #[arg(long)]
         until_caught_up: bool,
     },
-    /// Send NDJSON files (e.g. `seclake gen` output) to a Kafka topic or a
-    /// Kinesis stream.
+    /// Send NDJSON files (e.g. `seclake gen` output) to a Kafka topic, a
+    /// Kinesis stream or a Firehose delivery stream.
     Replay {
-        /// Where to: `kafka` (`--topic`) or `kinesis` (`--stream`).
+        /// Where to: `kafka` (`--topic`), `kinesis` (`--stream`) or `firehose`
+        /// (`--delivery-stream`).
         #[arg(long, value_enum, default_value_t = ReplayTo::Kafka)]
         to: ReplayTo,
         /// Kafka: bootstrap brokers.
@@ -93,10 +94,13 @@ enum Command {
         /// Kinesis: the stream's name or ARN; it must exist.
         #[arg(long, required_if_eq("to", "kinesis"))]
         stream: Option<String>,
-        /// Kinesis: the region; default from the AWS chain (`AWS_REGION`, profile).
+        /// Firehose: the delivery stream's name; it must exist.
+        #[arg(long, required_if_eq("to", "firehose"))]
+        delivery_stream: Option<String>,
+        /// Kinesis/Firehose: the region; default from the AWS chain (`AWS_REGION`, profile).
         #[arg(long)]
         region: Option<String>,
-        /// Kinesis: another endpoint URL than AWS's (e.g. kinesis-local).
+        /// Kinesis/Firehose: another endpoint URL than AWS's (e.g. kinesis-local, moto).
         #[arg(long)]
         endpoint: Option<String>,
         /// Kinesis: pack the lines into KPL aggregated records (up to 500 or ~1 MiB each).
@@ -302,6 +306,7 @@ fn run(cli: Cli) -> Result<()> {
             replication_factor,
             producer_options,
             stream,
+            delivery_stream,
             region,
             endpoint,
             aggregate,
@@ -323,17 +328,29 @@ fn run(cli: Cli) -> Result<()> {
                     };
                     seclake::replay::replay(&options)?
                 }
-                ReplayTo::Kinesis => {
-                    let options = KinesisOptions {
-                        stream: stream.context("--stream is required with --to kinesis")?,
+                ReplayTo::Kinesis | ReplayTo::Firehose => {
+                    let aws = AwsOptions {
                         region,
                         endpoint,
-                        aggregate,
                         rate,
                         files,
                         progress,
                     };
-                    seclake::replay::replay_kinesis(&options)?
+                    if to == ReplayTo::Kinesis {
+                        let options = KinesisOptions {
+                            stream: stream.context("--stream is required with --to kinesis")?,
+                            aggregate,
+                            aws,
+                        };
+                        seclake::replay::replay_kinesis(&options)?
+                    } else {
+                        let options = FirehoseOptions {
+                            delivery_stream: delivery_stream
+                                .context("--delivery-stream is required with --to firehose")?,
+                            aws,
+                        };
+                        seclake::replay::replay_firehose(&options)?
+                    }
                 }
             };
             println!("{report}");
@@ -368,23 +385,27 @@ fn run(cli: Cli) -> Result<()> {
 }
 
 /// Where `seclake replay` sends.
-#[derive(Clone, Copy, clap::ValueEnum)]
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 enum ReplayTo {
     /// A Kafka topic.
     Kafka,
     /// A Kinesis data stream.
     Kinesis,
+    /// An Amazon Data Firehose delivery stream.
+    Firehose,
 }
 
 /// Exits with a usage error (as clap's own) when `replay` lacks `--topic` for
 /// the default `--to kafka`, which `required_if_eq` does not see, or has a
-/// flag of the other target.
+/// flag of another target.
 fn check_replay_flags(cli: &Cli) {
+    use ReplayTo::{Firehose, Kafka, Kinesis};
     let Command::Replay {
         to,
         topic,
         producer_options,
         stream,
+        delivery_stream,
         region,
         endpoint,
         aggregate,
@@ -393,31 +414,29 @@ fn check_replay_flags(cli: &Cli) {
     else {
         return;
     };
-    let (target, misplaced) = match to {
-        ReplayTo::Kafka => (
-            "kafka",
-            vec![
-                ("--stream", stream.is_some()),
-                ("--region", region.is_some()),
-                ("--endpoint", endpoint.is_some()),
-                ("--aggregate", *aggregate),
-            ],
-        ),
-        ReplayTo::Kinesis => (
-            "kinesis",
-            vec![
-                ("--topic", topic.is_some()),
-                ("--producer-option", !producer_options.is_empty()),
-            ],
-        ),
-    };
-    let error = if matches!(to, ReplayTo::Kafka) && topic.is_none() {
+    // Each target's own flags: whether given, and the targets they apply to.
+    let flags: [(&str, bool, &[ReplayTo]); 7] = [
+        ("--topic", topic.is_some(), &[Kafka]),
+        ("--producer-option", !producer_options.is_empty(), &[Kafka]),
+        ("--stream", stream.is_some(), &[Kinesis]),
+        ("--aggregate", *aggregate, &[Kinesis]),
+        ("--delivery-stream", delivery_stream.is_some(), &[Firehose]),
+        ("--region", region.is_some(), &[Kinesis, Firehose]),
+        ("--endpoint", endpoint.is_some(), &[Kinesis, Firehose]),
+    ];
+    let target = clap::ValueEnum::to_possible_value(to)
+        .map(|value| value.get_name().to_owned())
+        .unwrap_or_default();
+    let error = if *to == Kafka && topic.is_none() {
         Some((
             ErrorKind::MissingRequiredArgument,
             "the following required arguments were not provided:\n  --topic <TOPIC>".to_owned(),
         ))
     } else {
-        misplaced.iter().find(|(_, given)| *given).map(|(flag, _)| {
+        let misplaced = flags
+            .iter()
+            .find(|(_, given, targets)| *given && !targets.contains(to));
+        misplaced.map(|(flag, _, _)| {
             (
                 ErrorKind::ArgumentConflict,
                 format!("{flag} does not apply to --to {target}"),

@@ -1,7 +1,11 @@
 //! `seclake replay`: NDJSON files (the generator's output among them) into a
-//! Kafka topic or a Kinesis stream at a chosen rate, for tests, backfills and
-//! load tests. The Kinesis sender is in `replay/kinesis.rs`.
+//! Kafka topic, a Kinesis stream or a Firehose delivery stream at a chosen
+//! rate, for tests, backfills and load tests. The Kinesis and Firehose senders
+//! are in `replay/kinesis.rs` and `replay/firehose.rs`, what they share in
+//! `replay/aws.rs`.
 
+mod aws;
+mod firehose;
 mod kinesis;
 
 use std::fmt;
@@ -23,6 +27,8 @@ use seclake_ingest::Flaw;
 use seclake_ingest::file::LineReader;
 use serde::Serialize;
 
+pub use aws::AwsOptions;
+pub use firehose::{FirehoseOptions, replay_firehose};
 pub use kinesis::{KinesisOptions, replay_kinesis};
 
 /// What to send to which Kafka topic.
@@ -46,7 +52,7 @@ pub struct ReplayOptions {
     pub progress: bool,
 }
 
-/// What a replay sent, to Kafka or to Kinesis.
+/// What a replay sent, to Kafka, Kinesis or Firehose.
 #[derive(Debug, Clone, Serialize)]
 pub struct ReplayReport {
     /// Lines (user records) the broker or stream accepted.
@@ -64,7 +70,8 @@ pub struct ReplayReport {
     pub target: ReplayTarget,
 }
 
-/// Where a replay sent its records; `"to": "kafka"` or `"kinesis"` in JSON.
+/// Where a replay sent its records; `"to": "kafka"`, `"kinesis"` or
+/// `"firehose"` in JSON.
 #[derive(Debug, Clone, Serialize)]
 #[serde(tag = "to", rename_all = "lowercase")]
 pub enum ReplayTarget {
@@ -88,6 +95,15 @@ pub enum ReplayTarget {
         /// The lines went as KPL aggregated records.
         aggregated: bool,
         /// Kinesis records sent again after a refusal or a failed call.
+        retried: u64,
+    },
+    /// A Firehose delivery stream.
+    Firehose {
+        /// The delivery stream's name.
+        delivery_stream: String,
+        /// PutRecordBatch calls made, retries included.
+        calls: u64,
+        /// Records sent again after a refusal or a failed call.
         retried: u64,
     },
 }
@@ -137,6 +153,16 @@ impl fmt::Display for ReplayReport {
                 };
                 write!(f, " as {kinesis_records} {what}")?;
             }
+            ReplayTarget::Firehose {
+                delivery_stream,
+                calls,
+                ..
+            } => {
+                write!(
+                    f,
+                    "Firehose delivery stream {delivery_stream} in {calls} PutRecordBatch calls"
+                )?;
+            }
         }
         write!(
             f,
@@ -145,7 +171,9 @@ impl fmt::Display for ReplayReport {
             self.records_per_second,
             mb / self.seconds.max(1e-9)
         )?;
-        if let ReplayTarget::Kinesis { retried, .. } = &self.target {
+        if let ReplayTarget::Kinesis { retried, .. } | ReplayTarget::Firehose { retried, .. } =
+            &self.target
+        {
             write!(f, "{retried} retried, ")?;
         }
         write!(f, "{} failed", self.failed)
@@ -220,6 +248,19 @@ fn for_each_line(
         }
     }
     Ok(())
+}
+
+/// Logs how many records were not `what` (delivered, accepted), and why the
+/// first was not, when any.
+fn log_failed(failed: u64, first: &Mutex<Option<String>>, what: &str) {
+    if failed > 0 {
+        let first = first
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+            .unwrap_or_default();
+        tracing::error!("{failed} records were not {what}; the first because: {first}");
+    }
 }
 
 /// Counts what the broker acknowledged, from librdkafka's delivery reports.
@@ -306,15 +347,7 @@ pub fn replay(opts: &ReplayOptions) -> Result<ReplayReport> {
     }
     let deliveries = producer.context();
     let failed = deliveries.failed.load(Ordering::Relaxed);
-    if failed > 0 {
-        let first = deliveries
-            .first_error
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
-            .unwrap_or_default();
-        tracing::error!("{failed} records were not delivered; the first because: {first}");
-    }
+    log_failed(failed, &deliveries.first_error, "delivered");
     Ok(ReplayReport::new(
         deliveries.delivered.load(Ordering::Relaxed),
         deliveries.delivered_bytes.load(Ordering::Relaxed),

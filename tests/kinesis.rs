@@ -14,7 +14,7 @@ use aws_sdk_kinesis::client::Waiters;
 use aws_sdk_kinesis::config::{BehaviorVersion, Credentials, Region};
 use aws_sdk_kinesis::primitives::Blob;
 use aws_sdk_kinesis::types::PutRecordsRequestEntry;
-use common::{Seclake, dead_letter_lines, free_port, sample, wait_for};
+use common::{Seclake, dead_letter_lines, free_port, sample, waf_lines, wait_for};
 use seclake_enrich::parse::event_id;
 use seclake_fixtures::services::{moto_with_credentials, service, unique_name};
 use seclake_ingest::Format;
@@ -54,17 +54,6 @@ async fn put(client: &Client, stream: &str, records: &[(String, Vec<u8>)]) {
             .expect("PutRecords");
         assert_eq!(out.failed_record_count(), Some(0));
     }
-}
-
-/// `n` fixture WAF lines of seed `seed`, each keyed by its line number.
-fn waf_lines(seed: u64, n: u64) -> Vec<Vec<u8>> {
-    let mut out = Vec::new();
-    let day = chrono::NaiveDate::from_ymd_opt(2026, 11, 29).expect("date");
-    seclake_fixtures::write_lines(Format::Waf, seed, day, n, &mut out).expect("generated");
-    out.split(|b| *b == b'\n')
-        .filter(|l| !l.is_empty())
-        .map(<[u8]>::to_vec)
-        .collect()
 }
 
 fn config(

@@ -9,6 +9,7 @@
 
 mod ack;
 pub mod file;
+pub mod firehose;
 pub mod generate;
 pub mod kafka;
 pub mod kinesis;
@@ -226,6 +227,14 @@ pub enum SourceError {
         /// The stream the source reads.
         stream: String,
         /// What the service said.
+        message: String,
+    },
+    /// The Firehose endpoint can't listen or its buffer can't be used.
+    #[error("firehose source on {listen}: {message}")]
+    Firehose {
+        /// The configured `listen` address.
+        listen: String,
+        /// What went wrong, naming the key or file.
         message: String,
     },
     /// A Kafka client could not be created or failed for good.

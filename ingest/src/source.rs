@@ -1,5 +1,5 @@
 //! The source contract: what every source (file, stdin, Kafka, the
-//! generator; Kinesis and Firehose next) implements, and the one config
+//! generator, Kinesis, Firehose) implements, and the one config
 //! enum that names them.
 //!
 //! # Writing a source
@@ -58,6 +58,7 @@ use crossbeam_channel::{SendTimeoutError, Sender};
 use serde::Deserialize;
 
 use crate::file::{FileConfig, StdinConfig};
+use crate::firehose::FirehoseConfig;
 use crate::generate::GenerateConfig;
 use crate::kafka::KafkaConfig;
 use crate::kinesis::KinesisConfig;
@@ -260,6 +261,8 @@ pub enum SourceConfig {
     Generate(GenerateConfig),
     /// A Kinesis data stream, its shards leased in DynamoDB.
     Kinesis(KinesisConfig),
+    /// Amazon Data Firehose deliveries to an HTTP(S) endpoint seclake serves.
+    Firehose(FirehoseConfig),
 }
 
 impl SourceConfig {
@@ -271,6 +274,7 @@ impl SourceConfig {
             SourceConfig::Kafka(c) => c,
             SourceConfig::Generate(c) => c,
             SourceConfig::Kinesis(c) => c,
+            SourceConfig::Firehose(c) => c,
         }
     }
 
@@ -294,6 +298,7 @@ impl SourceConfig {
             "kafka" => locate::<KafkaConfig>(entry),
             "generate" => locate::<GenerateConfig>(entry),
             "kinesis" => locate::<KinesisConfig>(entry),
+            "firehose" => locate::<FirehoseConfig>(entry),
             _ => None,
         }
     }

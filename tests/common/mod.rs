@@ -261,3 +261,15 @@ pub fn lake_ids(dir: &Path) -> Option<(u64, std::collections::HashSet<String>)> 
         Some((rows, ids))
     })
 }
+
+/// `n` fixture WAF lines of seed `seed`, a day in late November 2026.
+pub fn waf_lines(seed: u64, n: u64) -> Vec<Vec<u8>> {
+    let mut out = Vec::new();
+    let day = chrono::NaiveDate::from_ymd_opt(2026, 11, 29).expect("date");
+    seclake_fixtures::write_lines(seclake_ingest::Format::Waf, seed, day, n, &mut out)
+        .expect("generated");
+    out.split(|b| *b == b'\n')
+        .filter(|l| !l.is_empty())
+        .map(<[u8]>::to_vec)
+        .collect()
+}

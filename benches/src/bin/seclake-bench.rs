@@ -18,9 +18,10 @@
 //! out exactly once (events in the lake, malformed lines in the dead
 //! letters); print the figures. Exits non-zero when a check fails.
 //!
-//! With `--kafka BROKERS`, the same records are also replayed into topics
-//! once and every run reads them from Kafka too, so the two sources are
-//! compared on the same input, in the same invocation.
+//! With `--kafka BROKERS` (and `--kinesis ENDPOINT`), the same records are
+//! also replayed into topics (streams) once and every run reads them from
+//! Kafka (Kinesis) too, so the sources are compared on the same input, in the
+//! same invocation.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -43,6 +44,10 @@ use seclake_fixtures::services::unique_name;
 use serde::{Deserialize, Serialize};
 
 // Beside this file, not in `src/bin/`, where Cargo would take it for a binary.
+#[path = "seclake-bench/firehose.rs"]
+mod firehose;
+#[path = "seclake-bench/kinesis.rs"]
+mod kinesis;
 #[path = "seclake-bench/opensearch.rs"]
 mod opensearch;
 #[path = "seclake-bench/report.rs"]
@@ -72,6 +77,10 @@ enum Cmd {
     /// the same documents, lake + OpenSearch against lake alone, and the
     /// freshness of a steady Kafka stream (produced → searchable).
     Opensearch(opensearch::OpenSearchArgs),
+    /// The Firehose source: deliveries from this process into `seclake
+    /// run`'s endpoint → lake, against file → lake on the same records,
+    /// and the endpoint's answer latency at that load.
+    Firehose(firehose::FirehoseArgs),
 }
 
 #[derive(Args)]
@@ -136,6 +145,21 @@ struct E2eArgs {
     /// Partitions of each topic `--kafka` creates.
     #[arg(long, default_value_t = 6)]
     kafka_partitions: u32,
+    /// Also run Kinesis → lake on the same records: they are replayed once
+    /// as KPL aggregates into fresh streams at this endpoint (kinesalite's
+    /// URL; `seclake replay --to kinesis --aggregate`, not timed), then each
+    /// run reads them with a new lease table (`--until-caught-up`).
+    #[arg(long, value_name = "ENDPOINT")]
+    kinesis: Option<String>,
+    /// Shards of each stream `--kinesis` creates.
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(i32).range(1..))]
+    kinesis_shards: i32,
+    /// The region of `--kinesis` and of the lease tables.
+    #[arg(long, default_value = "us-east-1")]
+    kinesis_region: String,
+    /// The DynamoDB endpoint of the lease tables (moto's).
+    #[arg(long, default_value = "http://127.0.0.1:5000")]
+    kinesis_lease_endpoint: String,
     /// `[lake] open_hours` for every run (seclake's default when unset).
     #[arg(long)]
     open_hours: Option<u32>,
@@ -151,6 +175,7 @@ fn main() -> ExitCode {
         Cmd::Stall(args) => stall(&args),
         Cmd::Report(args) => report::report(&args),
         Cmd::Opensearch(args) => opensearch::opensearch(&args),
+        Cmd::Firehose(args) => firehose::firehose(&args),
     };
     match outcome {
         Ok(true) => ExitCode::SUCCESS,
@@ -202,7 +227,6 @@ struct FormatCounts {
     dead_letters: u64,
 }
 
-/// The last `n` lines of a log file (empty when it can't be read).
 /// The error of a `seclake run` that exited with `status`: its run
 /// directory kept, and the last lines of its stderr.
 fn run_failed(
@@ -225,6 +249,7 @@ fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T> {
         .with_context(|| format!("parsing {}", path.display()))
 }
 
+/// The last `n` lines of a log file (empty when it can't be read).
 fn last_lines(path: &Path, n: usize) -> String {
     let log = fs::read_to_string(path).unwrap_or_default();
     let lines: Vec<&str> = log.lines().collect();
@@ -254,6 +279,9 @@ struct E2eRun {
     summary: Summary,
     /// What is on disk, read back independently of the summary.
     lake: LakeScan,
+    /// CPU time of the server the run read from (a broker or stand-in on
+    /// this machine), over the run.
+    server_cpu: Option<Duration>,
 }
 
 #[derive(Debug, Default)]
@@ -326,19 +354,31 @@ fn e2e(args: &E2eArgs) -> Result<bool> {
             .with_context(|| format!("reading {}", input.path.display()))?;
     }
 
-    let topics = match &args.kafka {
-        Some(brokers) => Some(replay_inputs(
-            &seclake,
-            brokers,
-            args.kafka_partitions,
-            &inputs,
-        )?),
-        None => None,
-    };
+    let mut peers = Vec::new();
+    if let Some(brokers) = &args.kafka {
+        let topics = replay_inputs(&seclake, brokers, args.kafka_partitions, &inputs)?;
+        peers.push(Peer::new(
+            "kafka",
+            PeerSource::Kafka {
+                brokers: brokers.clone(),
+                topics,
+            },
+            brokers.split(',').next().unwrap_or_default(),
+        ));
+    }
+    if let Some(endpoint) = &args.kinesis {
+        let setup = kinesis::KinesisSetup {
+            endpoint,
+            lease_endpoint: &args.kinesis_lease_endpoint,
+            region: &args.kinesis_region,
+            shards: args.kinesis_shards,
+        };
+        let streams = kinesis::KinesisStreams::replay(&seclake, &setup, &inputs, &data_dir)?;
+        peers.push(Peer::new("kinesis", PeerSource::Kinesis(streams), endpoint));
+    }
     let file_sources = file_sources(&inputs);
     let mut floors: Vec<Vec<FloorStats>> = Vec::new();
     let mut runs: Vec<E2eRun> = Vec::new();
-    let mut kafka_runs: Vec<E2eRun> = Vec::new();
     let mut failures: Vec<String> = Vec::new();
     for i in 0..args.repeat {
         let floor = inputs
@@ -350,7 +390,7 @@ fn e2e(args: &E2eArgs) -> Result<bool> {
                     .with_context(|| format!("reading {}", input.path.display()))
             })
             .collect::<Result<Vec<_>>>()?;
-        let run = run_pipeline(args, &seclake, &data_dir, &file_sources, &[])?;
+        let run = run_pipeline(args, &seclake, &data_dir, &file_sources, &[], &[])?;
         let floor_s = total(&floor).elapsed.as_secs_f64();
         let e2e_s = run.wall.as_secs_f64();
         if args.repeat > 1 {
@@ -367,25 +407,35 @@ fn e2e(args: &E2eArgs) -> Result<bool> {
                 .into_iter()
                 .map(|f| format!("run {}: {f}", i + 1)),
         );
-        if let (Some(brokers), Some(topics)) = (&args.kafka, &topics) {
-            let group = unique_name("seclake-bench");
-            let sources = kafka_sources(brokers, topics, &group);
-            let kafka = run_pipeline(args, &seclake, &data_dir, &sources, &["--until-caught-up"])?;
+        for peer in &mut peers {
+            let sources = peer.sources();
+            let server_before = peer.server.and_then(process_cpu);
+            let mut other = run_pipeline(
+                args,
+                &seclake,
+                &data_dir,
+                &sources,
+                &["--until-caught-up"],
+                peer.env(),
+            )?;
+            other.server_cpu = peer
+                .server
+                .and_then(process_cpu)
+                .zip(server_before)
+                .and_then(|(after, before)| after.checked_sub(before));
             println!(
-                "run {}/{}: kafka e2e {:.3} s, {:.2} cores busy, ratio to the file run {:.3}, peak RSS {:.1} MiB",
+                "run {}/{}: {} {}",
                 i + 1,
                 args.repeat,
-                kafka.wall.as_secs_f64(),
-                kafka.cpu.as_secs_f64() / kafka.wall.as_secs_f64().max(1e-9),
-                run.wall.as_secs_f64() / kafka.wall.as_secs_f64().max(1e-9),
-                kafka.max_rss_kib as f64 / 1024.0
+                peer.name,
+                versus_file(&inputs, &other, &run)
             );
             failures.extend(
-                verify(&inputs, &kafka)
+                verify(&inputs, &other)
                     .into_iter()
-                    .map(|f| format!("run {} (kafka): {f}", i + 1)),
+                    .map(|f| format!("run {} ({}): {f}", i + 1, peer.name)),
             );
-            kafka_runs.push(kafka);
+            peer.runs.push(other);
         }
         floors.push(floor);
         runs.push(run);
@@ -396,12 +446,15 @@ fn e2e(args: &E2eArgs) -> Result<bool> {
     let run = median_by(&runs, |r| r.wall);
     let report = Report::new(&inputs, floor, run);
     print!("{}", report.table(args.repeat));
-    if !kafka_runs.is_empty() {
-        let kafka = median_by(&kafka_runs, |r| r.wall);
-        print!("{}", report.kafka_table(kafka));
+    let medians: Vec<(&str, &E2eRun)> = peers
+        .iter()
+        .map(|p| (p.name, median_by(&p.runs, |r| r.wall)))
+        .collect();
+    if !medians.is_empty() {
+        print!("{}", report.sources_table(&medians));
     }
     if let Some(path) = &args.json {
-        let json = report.json(args, &formats, &data_dir);
+        let json = report.json(args, &formats, &data_dir, &medians);
         fs::write(path, serde_json::to_vec_pretty(&json)?)
             .with_context(|| format!("writing {}", path.display()))?;
     }
@@ -574,6 +627,137 @@ fn kafka_sources(brokers: &str, topics: &[(Format, String)], group: &str) -> Str
     text
 }
 
+/// A source run beside file → lake on the same records each round.
+struct Peer {
+    /// `kafka` or `kinesis`.
+    name: &'static str,
+    source: PeerSource,
+    /// The server's process, when it runs on this machine.
+    server: Option<u32>,
+    runs: Vec<E2eRun>,
+}
+
+/// Where a [`Peer`] reads the replayed records.
+enum PeerSource {
+    Kafka {
+        brokers: String,
+        topics: Vec<(Format, String)>,
+    },
+    Kinesis(kinesis::KinesisStreams),
+}
+
+impl Peer {
+    /// `address` is the server's `host:port` or URL.
+    fn new(name: &'static str, source: PeerSource, address: &str) -> Peer {
+        Peer {
+            name,
+            source,
+            server: local_listener(address),
+            runs: Vec::new(),
+        }
+    }
+
+    /// The `[[source]]` tables of one run: a new consumer group or new lease
+    /// tables, so each run reads everything from the start.
+    fn sources(&mut self) -> String {
+        match &mut self.source {
+            PeerSource::Kafka { brokers, topics } => {
+                kafka_sources(brokers, topics, &unique_name("seclake-bench"))
+            }
+            PeerSource::Kinesis(streams) => streams.sources(),
+        }
+    }
+
+    /// The environment `seclake run` needs for this source.
+    fn env(&self) -> &'static [(&'static str, &'static str)] {
+        match self.source {
+            PeerSource::Kafka { .. } => &[],
+            PeerSource::Kinesis(_) => &kinesis::CREDENTIALS,
+        }
+    }
+}
+
+/// The process listening on `address` (`host:port` or a URL), when the host
+/// is this machine's loopback and /proc shows the process.
+fn local_listener(address: &str) -> Option<u32> {
+    let authority = address.split_once("://").map_or(address, |(_, rest)| rest);
+    let authority = authority.split('/').next()?;
+    let (host, port) = authority.rsplit_once(':')?;
+    let port: u16 = port.parse().ok()?;
+    if !matches!(host, "127.0.0.1" | "localhost" | "[::1]") {
+        return None;
+    }
+    // Listening sockets on the port: `local_address` is HEXADDR:HEXPORT,
+    // state 0A is LISTEN, the tenth field the socket's inode.
+    let mut sockets = Vec::new();
+    for table in ["/proc/net/tcp", "/proc/net/tcp6"] {
+        let text = fs::read_to_string(table).unwrap_or_default();
+        for line in text.lines().skip(1) {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            let on_port = fields
+                .get(1)
+                .and_then(|a| a.rsplit_once(':'))
+                .and_then(|(_, p)| u16::from_str_radix(p, 16).ok())
+                == Some(port);
+            if on_port && fields.get(3) == Some(&"0A") {
+                sockets.extend(fields.get(9).map(|inode| format!("socket:[{inode}]")));
+            }
+        }
+    }
+    if sockets.is_empty() {
+        return None;
+    }
+    fs::read_dir("/proc").ok()?.flatten().find_map(|entry| {
+        let pid: u32 = entry.file_name().to_str()?.parse().ok()?;
+        let fds = fs::read_dir(entry.path().join("fd")).ok()?;
+        fds.flatten()
+            .filter_map(|fd| fs::read_link(fd.path()).ok())
+            .any(|link| sockets.iter().any(|s| link.as_os_str() == s.as_str()))
+            .then_some(pid)
+    })
+}
+
+/// CPU time (user + system) process `pid` has used so far, from its CPU clock.
+fn process_cpu(pid: u32) -> Option<Duration> {
+    let pid = libc::pid_t::try_from(pid).ok()?;
+    let mut clock: libc::clockid_t = 0;
+    // SAFETY: clock_getcpuclockid writes only the clock id.
+    if unsafe { libc::clock_getcpuclockid(pid, &mut clock) } != 0 {
+        return None;
+    }
+    let mut now = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes only `now`.
+    if unsafe { libc::clock_gettime(clock, &mut now) } != 0 {
+        return None;
+    }
+    Some(Duration::new(
+        u64::try_from(now.tv_sec).ok()?,
+        u32::try_from(now.tv_nsec).ok()?,
+    ))
+}
+
+/// One round of another source against the file run of the same round.
+fn versus_file(inputs: &[Input], other: &E2eRun, file: &E2eRun) -> String {
+    let events: u64 = inputs.iter().map(Input::events).sum();
+    let mb = inputs.iter().map(|i| i.bytes).sum::<u64>() as f64 / 1e6;
+    let server = other.server_cpu.map_or(String::new(), |c| {
+        format!(", server CPU {:.2} s", c.as_secs_f64())
+    });
+    format!(
+        "→ lake {:.3} s, {} events/s, {:.1} MB/s, CPU {:.2} s ({:.2} cores busy){server}, ratio to the file run {:.3}, peak RSS {:.1} MiB",
+        other.wall.as_secs_f64(),
+        thousands(per_sec(events as f64, other.wall)),
+        per_sec(mb, other.wall),
+        other.cpu.as_secs_f64(),
+        other.cpu.as_secs_f64() / other.wall.as_secs_f64().max(1e-9),
+        file.wall.as_secs_f64() / other.wall.as_secs_f64().max(1e-9),
+        other.max_rss_kib as f64 / 1024.0
+    )
+}
+
 /// Replays every input into a fresh topic with `seclake replay`; returns
 /// `(format, topic)`s.
 fn replay_inputs(
@@ -641,13 +825,15 @@ fn pipeline_config(args: &E2eArgs, sources: &str, run_dir: &Path) -> String {
     text
 }
 
-/// Runs `seclake run` once into a fresh lake under `data_dir`.
+/// Runs `seclake run` once into a fresh lake under `data_dir`, with
+/// `extra_args` and `env` added.
 fn run_pipeline(
     args: &E2eArgs,
     seclake: &Path,
     data_dir: &Path,
     sources: &str,
     extra_args: &[&str],
+    env: &[(&str, &str)],
 ) -> Result<E2eRun> {
     let run_dir = tempfile::Builder::new()
         .prefix("run-")
@@ -670,6 +856,7 @@ fn run_pipeline(
         .arg("--summary-json")
         .arg(&summary_path)
         .args(extra_args)
+        .envs(env.iter().copied())
         .stdin(Stdio::null())
         .stdout(File::create(&stdout)?)
         .stderr(File::create(&stderr)?);
@@ -690,6 +877,7 @@ fn run_pipeline(
         max_rss_kib: usage.max_rss_kib,
         summary,
         lake,
+        server_cpu: None,
     })
 }
 
@@ -702,8 +890,13 @@ struct Usage {
 /// resource usage (peak RSS, CPU time), not that of every child so far.
 fn spawn_and_wait(cmd: &mut Command) -> Result<(ExitStatus, Duration, Usage)> {
     let started = Instant::now();
-    let child = cmd.spawn()?;
-    let pid = libc::pid_t::try_from(child.id()).context("child pid out of range")?;
+    let (status, usage) = reap(Killed(cmd.spawn()?))?;
+    Ok((status, started.elapsed(), usage))
+}
+
+/// Waits for a child with `wait4`, which returns its own resource usage.
+fn reap(child: Killed) -> Result<(ExitStatus, Usage)> {
+    let pid = libc::pid_t::try_from(child.0.id()).context("child pid out of range")?;
     let mut status: libc::c_int = 0;
     // SAFETY: an all-zero `rusage` is a valid value of this plain C struct.
     let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
@@ -719,15 +912,13 @@ fn spawn_and_wait(cmd: &mut Command) -> Result<(ExitStatus, Duration, Usage)> {
             return Err(err).context("wait4");
         }
     }
-    let wall = started.elapsed();
-    // Reaped above: dropping `child` neither waits nor kills.
-    drop(child);
+    // Reaped above: nothing left to kill or wait for.
+    std::mem::forget(child);
     let tv = |t: libc::timeval| {
         Duration::from_secs(t.tv_sec.max(0) as u64) + Duration::from_micros(t.tv_usec.max(0) as u64)
     };
     Ok((
         ExitStatus::from_raw(status),
-        wall,
         Usage {
             cpu: tv(usage.ru_utime) + tv(usage.ru_stime),
             // Linux reports ru_maxrss in KiB.
@@ -1039,24 +1230,36 @@ impl<'a> Report<'a> {
         t
     }
 
-    /// Kafka → lake beside file → lake and the floor, on the same records.
-    fn kafka_table(&self, kafka: &E2eRun) -> String {
+    /// Other sources (Kafka, Kinesis) → lake beside file → lake and the
+    /// floor, on the same records.
+    fn sources_table(&self, others: &[(&str, &E2eRun)]) -> String {
         let mut t = String::new();
         let (events, mb) = (self.events() as f64, self.bytes() as f64 / 1e6);
         let _ = writeln!(
             t,
-            "\nsource comparison (median runs; wall time of the process, group join included)"
+            "\nsource comparison (median runs; wall time of the process, Kafka's group join and Kinesis's lease taking included)"
         );
         let _ = writeln!(
             t,
-            "{:<14} {:>11} {:>8} {:>10} {:>9} {:>7} {:>12} {:>9}",
-            "source", "events/s", "MB/s", "vs floor", "wall s", "CPU s", "cores busy", "RSS MiB"
+            "{:<16} {:>11} {:>8} {:>10} {:>9} {:>7} {:>12} {:>9} {:>14}",
+            "source",
+            "events/s",
+            "MB/s",
+            "vs floor",
+            "wall s",
+            "CPU s",
+            "cores busy",
+            "RSS MiB",
+            "server CPU s"
         );
-        for (name, run) in [("file → lake", self.run), ("kafka → lake", kafka)] {
+        for (name, run) in [("file", self.run)]
+            .into_iter()
+            .chain(others.iter().copied())
+        {
             let _ = writeln!(
                 t,
-                "{:<14} {:>11} {:>8.1} {:>10.3} {:>9.3} {:>7.2} {:>12.2} {:>9.1}",
-                name,
+                "{:<16} {:>11} {:>8.1} {:>10.3} {:>9.3} {:>7.2} {:>12.2} {:>9.1} {:>14}",
+                format!("{name} → lake"),
                 thousands(per_sec(events, run.wall)),
                 per_sec(mb, run.wall),
                 self.floor_time().as_secs_f64() / run.wall.as_secs_f64().max(1e-9),
@@ -1064,18 +1267,29 @@ impl<'a> Report<'a> {
                 run.cpu.as_secs_f64(),
                 run.cpu.as_secs_f64() / run.wall.as_secs_f64().max(1e-9),
                 run.max_rss_kib as f64 / 1024.0,
+                run.server_cpu
+                    .map_or_else(|| "-".to_owned(), |c| format!("{:.2}", c.as_secs_f64())),
             );
         }
-        let ratio = self.run.wall.as_secs_f64() / kafka.wall.as_secs_f64().max(1e-9);
-        let met = if ratio >= 0.7 { "met" } else { "NOT met" };
-        let _ = writeln!(
-            t,
-            "kafka → lake / file → lake: {ratio:.3} (goal ≥ 0.7: {met})"
-        );
+        for (name, run) in others {
+            let ratio = self.run.wall.as_secs_f64() / run.wall.as_secs_f64().max(1e-9);
+            let met = if ratio >= 0.7 { "met" } else { "NOT met" };
+            let cpu = self.run.cpu.as_secs_f64() / run.cpu.as_secs_f64().max(1e-9);
+            let _ = writeln!(
+                t,
+                "{name} → lake / file → lake: {ratio:.3} (goal ≥ 0.7: {met}); by seclake's CPU time {cpu:.3}"
+            );
+        }
         t
     }
 
-    fn json(&self, args: &E2eArgs, formats: &[Format], data_dir: &Path) -> serde_json::Value {
+    fn json(
+        &self,
+        args: &E2eArgs,
+        formats: &[Format],
+        data_dir: &Path,
+        others: &[(&str, &E2eRun)],
+    ) -> serde_json::Value {
         let floor: Vec<serde_json::Value> = self
             .inputs
             .iter()
@@ -1093,6 +1307,22 @@ impl<'a> Report<'a> {
             })
             .collect();
         let run = self.run;
+        let sources: serde_json::Map<String, serde_json::Value> = others
+            .iter()
+            .map(|(name, other)| {
+                let figures = serde_json::json!({
+                    "seconds": other.wall.as_secs_f64(),
+                    "events_per_second": per_sec(self.events() as f64, other.wall),
+                    "mb_per_second": per_sec(self.bytes() as f64 / 1e6, other.wall),
+                    "ratio_to_file": run.wall.as_secs_f64() / other.wall.as_secs_f64().max(1e-9),
+                    "cpu_ratio_to_file": run.cpu.as_secs_f64() / other.cpu.as_secs_f64().max(1e-9),
+                    "peak_rss_kib": other.max_rss_kib,
+                    "cpu_seconds": other.cpu.as_secs_f64(),
+                    "server_cpu_seconds": other.server_cpu.map(|c| c.as_secs_f64()),
+                });
+                ((*name).to_owned(), figures)
+            })
+            .collect();
         serde_json::json!({
             "scale": args.scale,
             "formats": formats.iter().map(|f| f.as_str()).collect::<Vec<_>>(),
@@ -1114,6 +1344,7 @@ impl<'a> Report<'a> {
             "lake_bytes": run.lake.bytes,
             "lake_files": run.lake.files,
             "records": run.summary.formats.values().map(|c| c.records).sum::<u64>(),
+            "sources": sources,
         })
     }
 }

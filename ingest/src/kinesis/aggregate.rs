@@ -20,6 +20,10 @@ use serde::Deserialize;
 /// The four bytes that open a KPL aggregated record.
 pub const KPL_MAGIC: [u8; 4] = [0xF3, 0x89, 0x9A, 0xC2];
 
+/// A compressed payload may unpack to this many times a source's
+/// `max_record_bytes`.
+pub(crate) const UNPACK_FACTOR: usize = 16;
+
 const DIGEST_LEN: usize = 16;
 const GZIP_MAGIC: [u8; 2] = [0x1f, 0x8b];
 

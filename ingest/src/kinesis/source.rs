@@ -20,7 +20,7 @@ use aws_sdk_kinesis::types::ShardIteratorType;
 use bytes::{Bytes, BytesMut};
 use metrics::{counter, gauge};
 
-use super::aggregate::{Unpacked, unpack};
+use super::aggregate::{UNPACK_FACTOR, Unpacked, unpack};
 use super::config::{KinesisConfig, Start};
 use super::lease::{Checkpoint, Lease, LeaseError, LeaseTable, plan};
 use crate::source::{self as contract, KeyError, ReadStats};
@@ -41,8 +41,11 @@ const BACKOFF_MAX: Duration = Duration::from_secs(10);
 const SHARD_SYNC: Duration = Duration::from_secs(60);
 /// A shard's checkpoint is written at most this often while it is read.
 const CHECKPOINT_EVERY: Duration = Duration::from_secs(1);
-/// A compressed payload may unpack to this many times `max_record_bytes`.
-const UNPACK_FACTOR: usize = 16;
+/// A shard started at `LATEST` that needs a new iterator before its first
+/// record restarts at the time of its first iterator less this, so records
+/// are never skipped for a clock a little behind the service's (the extra
+/// ones are read at least once, as always).
+const LATEST_MARGIN_MS: i64 = 5_000;
 
 impl contract::SourceSpec for KinesisConfig {
     fn format(&self) -> Format {
@@ -101,6 +104,13 @@ struct Shard {
     lease: Lease,
     /// The `GetRecords` iterator; none when one must be asked for.
     iterator: Option<String>,
+    /// For a new iterator at a checkpoint whose first answer has not come
+    /// yet: the record (and sub-record) delivered through, to skip.
+    skip: Option<(SequenceNumber, u64)>,
+    /// A shard started at `LATEST`: when its first iterator was asked for
+    /// (epoch ms, less a margin), so that a new iterator before any record
+    /// was read starts there (`AT_TIMESTAMP`), not at a later `LATEST`.
+    latest_since: Option<i64>,
     /// The last record handed over (sequence number, last sub-sequence):
     /// where a new iterator starts.
     read_to: Option<(SequenceNumber, u64)>,
@@ -127,6 +137,8 @@ impl Shard {
         Shard {
             lease,
             iterator: None,
+            skip: None,
+            latest_since: None,
             read_to: None,
             pending: VecDeque::new(),
             delivered: None,
@@ -261,14 +273,21 @@ impl Worker {
             }
             self.poll_due(ctx)?;
             self.checkpoint_delivered(false);
+            // Batches still in the sinks are settled after the return, as on
+            // shutdown; only an ended shard's wait for them (its children
+            // are read once it is checkpointed as ended) keeps this running.
             if ctx.until_caught_up
-                && planned_nothing
                 && self
                     .shards
                     .values()
-                    .all(|s| s.caught_up() && s.pending.is_empty())
+                    .all(|s| s.caught_up() && (!s.ended || s.pending.is_empty()))
             {
-                break;
+                if planned_nothing {
+                    break;
+                }
+                // Caught up with what it holds: ask the lease table again
+                // soon rather than a third of a lease timeout after taking.
+                self.next_leases = self.next_leases.min(Instant::now() + POLL_BUSY);
             }
             let wake = self
                 .shards
@@ -480,6 +499,16 @@ impl Worker {
             };
             calls.push(self.get_records(id.clone(), shard));
         }
+        let since = chrono::Utc::now().timestamp_millis() - LATEST_MARGIN_MS;
+        for id in &due {
+            if let Some(shard) = self.shards.get_mut(id)
+                && shard.iterator.is_none()
+                && shard.read_to.is_none()
+                && shard.lease.checkpoint == Checkpoint::Latest
+            {
+                shard.latest_since.get_or_insert(since);
+            }
+        }
         let answers = self.rt.block_on(join_all(calls));
         for (id, answer) in answers {
             self.take_answer(ctx, &id, answer)?;
@@ -495,7 +524,8 @@ impl Worker {
     ) -> impl std::future::Future<Output = (String, Answer)> + use<> {
         let kinesis = self.kinesis.clone();
         let stream = self.stream.to_string();
-        let iterator = shard.iterator.clone();
+        let iterator = shard.iterator.clone().map(|it| (it, shard.skip.clone()));
+        let configured = self.cfg.start_time().ok().flatten();
         let start = match (&shard.read_to, &shard.lease.checkpoint) {
             (Some((seq, sub)), _) => Some(From::At(seq.clone(), *sub)),
             (
@@ -506,14 +536,18 @@ impl Worker {
                 },
             ) => Some(From::At(sequence.clone(), *sub_sequence)),
             (None, Checkpoint::TrimHorizon) => Some(From::TrimHorizon),
-            (None, Checkpoint::Latest) => Some(From::Latest),
-            (None, Checkpoint::AtTimestamp) => Some(From::Timestamp),
+            (None, Checkpoint::Latest) => Some(match shard.latest_since {
+                None => From::Latest,
+                Some(since) => From::Timestamp(since),
+            }),
+            (None, Checkpoint::AtTimestamp) => Some(From::Timestamp(
+                configured.map_or(0, |t| t.timestamp_millis()),
+            )),
             (None, Checkpoint::ShardEnd) => None,
         };
-        let timestamp = self.cfg.start_time().ok().flatten();
         async move {
             let (iterator, skip) = match iterator {
-                Some(it) => (it, None),
+                Some(current) => current,
                 None => {
                     let Some(start) = start else {
                         return (id, Answer::Ended);
@@ -535,18 +569,23 @@ impl Worker {
                             request.shard_iterator_type(ShardIteratorType::TrimHorizon)
                         }
                         From::Latest => request.shard_iterator_type(ShardIteratorType::Latest),
-                        From::Timestamp => request
+                        From::Timestamp(millis) => request
                             .shard_iterator_type(ShardIteratorType::AtTimestamp)
-                            .timestamp(AwsDateTime::from_millis(
-                                timestamp.map_or(0, |t| t.timestamp_millis()),
-                            )),
+                            .timestamp(AwsDateTime::from_millis(millis)),
                     };
                     match request.send().await {
                         Ok(out) => match out.shard_iterator() {
                             Some(it) => (it.to_owned(), skip),
                             None => return (id, Answer::Ended),
                         },
-                        Err(e) => return (id, Answer::Failed(describe(&e), throttled(&e))),
+                        Err(e) => {
+                            let failed = Answer::Failed {
+                                message: describe(&e),
+                                throttled: throttled(&e),
+                                retry: None,
+                            };
+                            return (id, failed);
+                        }
                     }
                 }
             };
@@ -563,7 +602,15 @@ impl Worker {
                 {
                     (id, Answer::Expired)
                 }
-                Err(e) => (id, Answer::Failed(describe(&e), throttled(&e))),
+                // Only expiry invalidates an iterator: the next poll retries it.
+                Err(e) => {
+                    let failed = Answer::Failed {
+                        message: describe(&e),
+                        throttled: throttled(&e),
+                        retry: Some((iterator, skip)),
+                    };
+                    (id, failed)
+                }
             }
         }
     }
@@ -590,20 +637,29 @@ impl Worker {
             }
             Answer::Expired => {
                 shard.iterator = None;
+                shard.skip = None;
                 shard.next_poll = now;
                 return Ok(());
             }
-            Answer::Failed(message, throttled) => {
+            Answer::Failed {
+                message,
+                throttled,
+                retry,
+            } => {
                 if !throttled {
                     tracing::warn!(stream = %stream, shard = %id, "kinesis: {message}");
                 }
-                shard.iterator = None;
+                (shard.iterator, shard.skip) = match retry {
+                    Some((iterator, skip)) => (Some(iterator), skip),
+                    None => (None, None),
+                };
                 shard.backoff = (shard.backoff * 2).min(BACKOFF_MAX);
                 shard.next_poll = now + shard.backoff;
                 return Ok(());
             }
         };
         shard.backoff = POLL_BUSY;
+        shard.skip = None;
         shard.behind_ms = out.millis_behind_latest().unwrap_or(0);
         shard.last_records = out.records().len();
         gauge!(
@@ -612,7 +668,10 @@ impl Worker {
             "shard" => id.to_owned(),
         )
         .set(shard.behind_ms as f64);
-        let mut data = BytesMut::new();
+        // Sized for the payloads (what they unpack to, bar compression):
+        // an answer can be megabytes, and growing by doubling copies it.
+        let mut data =
+            BytesMut::with_capacity(out.records().iter().map(|r| r.data().as_ref().len()).sum());
         let mut records = Vec::new();
         let mut sequences = Vec::new();
         let mut last = None;
@@ -821,7 +880,8 @@ enum From {
     At(SequenceNumber, u64),
     TrimHorizon,
     Latest,
-    Timestamp,
+    /// At this time, epoch milliseconds.
+    Timestamp(i64),
 }
 
 /// What one poll of a shard gave.
@@ -833,8 +893,14 @@ enum Answer {
     Ended,
     /// The iterator expired: ask for a new one.
     Expired,
-    /// Failed (throttled or not): back off.
-    Failed(String, bool),
+    /// Failed (throttled or not): back off, then retry with the same
+    /// iterator (and its skip) when `GetRecords` failed, or ask for one
+    /// again when `GetShardIterator` did.
+    Failed {
+        message: String,
+        throttled: bool,
+        retry: Option<(String, Option<(SequenceNumber, u64)>)>,
+    },
 }
 
 fn describe<E: std::error::Error + 'static, R: std::fmt::Debug>(e: &SdkError<E, R>) -> String {

@@ -628,7 +628,7 @@ fn proc_cpu(pid: u32) -> Option<Duration> {
 }
 
 /// CPU time of this process so far (user + system).
-fn self_cpu() -> Duration {
+pub(super) fn self_cpu() -> Duration {
     // SAFETY: an all-zero `rusage` is a valid value of this plain C struct,
     // and getrusage writes only into it.
     let usage = unsafe {
@@ -661,7 +661,7 @@ struct InputManifest {
 
 /// Writes `seclake gen`'s first `events` lines of the format (the bytes a
 /// `generate` source with that `count` makes) once, and reuses them.
-fn ensure_input(dir: &Path, format: Format, events: u64) -> Result<Input> {
+pub(super) fn ensure_input(dir: &Path, format: Format, events: u64) -> Result<Input> {
     fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     let path = dir.join(format!("{}.ndjson", format.as_str()));
     let manifest_path = dir.join("manifest.json");
@@ -962,11 +962,11 @@ async fn send_bulk(node: &Node, bulk: &Bulk, run: &mut LoadRun) -> Result<()> {
 
 /// `seclake run --summary-json`, the fields used here.
 #[derive(Debug, Clone, Deserialize, Serialize)]
-struct RunSummary {
-    lake_rows: u64,
-    dead_letters: u64,
-    undelivered_batches: u64,
-    seconds: f64,
+pub(super) struct RunSummary {
+    pub(super) lake_rows: u64,
+    pub(super) dead_letters: u64,
+    pub(super) undelivered_batches: u64,
+    pub(super) seconds: f64,
     #[serde(default)]
     sinks: BTreeMap<String, SinkCounts>,
 }
