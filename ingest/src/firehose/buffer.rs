@@ -62,22 +62,14 @@ pub struct Delivery {
     pub records: Vec<Range<usize>>,
 }
 
-impl Delivery {
-    /// The records of a delivery file's bytes, its layout and checksum
-    /// checked.
-    pub fn from_file(data: Bytes) -> Result<Delivery, &'static str> {
-        let records = decode(&data)?;
-        Ok(Delivery { data, records })
-    }
-}
-
 /// A delivery file's bytes, built in memory as the records are decoded
 /// into it, then written with one call.
 #[derive(Debug)]
 pub struct Image {
     request_id: Arc<str>,
     bytes: Vec<u8>,
-    count: u32,
+    /// Each record's bytes in `bytes`, as pushed.
+    records: Vec<Range<usize>>,
     count_at: usize,
 }
 
@@ -95,7 +87,7 @@ impl Image {
         Ok(Image {
             request_id: request_id.into(),
             bytes,
-            count: 0,
+            records: Vec::new(),
             count_at,
         })
     }
@@ -114,7 +106,7 @@ impl Image {
                 let n = n.min(max);
                 self.bytes.truncate(at + 4 + n);
                 self.bytes[at..at + 4].copy_from_slice(&(n as u32).to_le_bytes());
-                self.count += 1;
+                self.records.push(at + 4..at + 4 + n);
                 Ok(())
             }
             Err(e) => {
@@ -133,15 +125,21 @@ impl Image {
     }
 
     /// Records in the image.
-    pub fn records(&self) -> u32 {
-        self.count
+    pub fn records(&self) -> usize {
+        self.records.len()
     }
 
-    fn finish(mut self) -> Vec<u8> {
-        self.bytes[self.count_at..self.count_at + 4].copy_from_slice(&self.count.to_le_bytes());
+    /// The file's bytes (count and checksum filled in) and the delivery
+    /// they hold, which needs no decoding or checking again.
+    fn finish(mut self) -> Delivery {
+        let count = self.records.len() as u32;
+        self.bytes[self.count_at..self.count_at + 4].copy_from_slice(&count.to_le_bytes());
         let crc = crc32fast::hash(&self.bytes);
         self.bytes.extend_from_slice(&crc.to_le_bytes());
-        self.bytes
+        Delivery {
+            data: Bytes::from(self.bytes),
+            records: self.records,
+        }
     }
 }
 
@@ -225,11 +223,11 @@ impl Buffer {
     /// Stores one delivery durably: its file written, fsynced and renamed
     /// into place. `None` when a delivery with this request id is already
     /// in the buffer (a retry of one stored before); else where it is and
-    /// the file's bytes.
-    pub fn store(&self, image: Image) -> Result<Option<(Stored, Bytes)>, StoreError> {
+    /// the delivery.
+    pub fn store(&self, image: Image) -> Result<Option<(Stored, Delivery)>, StoreError> {
         let request_id = image.request_id.clone();
-        let bytes = image.finish();
-        let size = bytes.len() as u64;
+        let delivery = image.finish();
+        let size = delivery.data.len() as u64;
         let seq = {
             let mut state = self.lock();
             if state.request_ids.contains(&request_id) {
@@ -245,7 +243,7 @@ impl Buffer {
             state.next += 1;
             state.next - 1
         };
-        match self.write(seq, &bytes) {
+        match self.write(seq, &delivery.data) {
             Ok(()) => {
                 self.lock().request_ids.insert(Arc::clone(&request_id));
                 let stored = Stored {
@@ -253,7 +251,7 @@ impl Buffer {
                     bytes: size,
                     request_id,
                 };
-                Ok(Some((stored, Bytes::from(bytes))))
+                Ok(Some((stored, delivery)))
             }
             Err(e) => {
                 self.lock().used -= size;
@@ -279,7 +277,11 @@ impl Buffer {
             path: path.clone(),
             source,
         })?;
-        Delivery::from_file(Bytes::from(data)).map_err(|reason| ReadError::Damaged { path, reason })
+        let records = decode(&data).map_err(|reason| ReadError::Damaged { path, reason })?;
+        Ok(Delivery {
+            data: Bytes::from(data),
+            records,
+        })
     }
 
     /// Deletes a delivery the sinks acknowledged and frees its bytes.

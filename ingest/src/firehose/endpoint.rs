@@ -299,18 +299,19 @@ impl Endpoint {
                 return bad(format!("records[{i}].data is not base64: {e}"));
             }
         }
-        let records = u64::from(image.records());
+        let records = image.records() as u64;
         match self.buffer.store(image) {
-            Ok(Some((stored, bytes))) => {
+            Ok(Some((stored, delivery))) => {
                 metrics::counter!("seclake_firehose_records_total").increment(records);
                 metrics::gauge!("seclake_firehose_buffer_bytes").set(self.buffer.used() as f64);
                 // A short queue also gets the bytes, sparing the drainer a
                 // read; a long one would hold too much memory.
-                let image = (self.stored.len() < HANDOFF_QUEUE && bytes.len() <= HANDOFF_BYTES)
-                    .then_some(bytes);
+                let in_memory =
+                    self.stored.len() < HANDOFF_QUEUE && delivery.data.len() <= HANDOFF_BYTES;
+                let delivery = in_memory.then_some(delivery);
                 // The drainer is gone only when the source stops; the
                 // delivery is on disk and is drained after a restart.
-                let _ = self.stored.send(Handoff { stored, image });
+                let _ = self.stored.send(Handoff { stored, delivery });
                 Ok(request_id)
             }
             Ok(None) => Ok(request_id),

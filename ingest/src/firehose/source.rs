@@ -23,7 +23,6 @@ use super::endpoint::{self, Endpoint};
 use crate::kinesis::aggregate::{UNPACK_FACTOR, Unpacked, unpack};
 use crate::source::{self as contract, Finished, KeyError, Outstanding, ReadStats, SourceContext};
 use crate::{Ack, AckStatus, AckWaiter, Batch, Flaw, Format, Origin, Record, SourceError};
-use bytes::Bytes;
 
 /// How long the drainer waits for a delivery before it looks at the stop
 /// flag and the acknowledgements again.
@@ -116,7 +115,7 @@ impl contract::Source for FirehoseSource {
         for stored in left {
             let _ = stored_tx.send(Handoff {
                 stored,
-                image: None,
+                delivery: None,
             });
         }
         let refusing = Arc::new(AtomicBool::new(false));
@@ -183,11 +182,11 @@ impl contract::Source for FirehoseSource {
     }
 }
 
-/// A stored delivery on its way to the drainer, with its file's bytes
-/// when the endpoint still had them (else the drainer reads the file).
+/// A stored delivery on its way to the drainer, with its records when the
+/// endpoint still had them in memory (else the drainer reads the file).
 pub(crate) struct Handoff {
     pub stored: Stored,
-    pub image: Option<Bytes>,
+    pub delivery: Option<Delivery>,
 }
 
 /// A delivery handed to the pipeline, waiting for its batches' acks.
@@ -229,14 +228,9 @@ impl Drainer<'_> {
     }
 
     fn hand_over(&mut self, next: Handoff, ctx: &SourceContext) -> Result<(), SourceError> {
-        let Handoff { stored, image } = next;
-        let read = match image {
-            Some(bytes) => {
-                Delivery::from_file(bytes).map_err(|reason| super::buffer::ReadError::Damaged {
-                    path: format!("delivery {}", stored.request_id).into(),
-                    reason,
-                })
-            }
+        let Handoff { stored, delivery } = next;
+        let read = match delivery {
+            Some(delivery) => Ok(delivery),
             None => self.buffer.read(&stored),
         };
         let delivery = match read {
