@@ -436,6 +436,19 @@ fn e2e(args: &E2eArgs) -> Result<bool> {
                     .map(|f| format!("run {} ({}): {f}", i + 1, peer.name)),
             );
             peer.runs.push(other);
+            if let PeerSource::Kinesis(streams) = &peer.source {
+                let read = streams.read_alone()?;
+                let ceiling = run.wall.as_secs_f64() / read.seconds.max(1e-9);
+                println!(
+                    "run {}/{}: kinesis server alone: {} records, {:.1} MB of GetRecords answers in {:.3} s, so Kinesis → lake can reach at most {ceiling:.3} of the file run here",
+                    i + 1,
+                    args.repeat,
+                    read.records,
+                    read.answer_bytes as f64 / 1e6,
+                    read.seconds
+                );
+                peer.alone.push((read, ceiling));
+            }
         }
         floors.push(floor);
         runs.push(run);
@@ -453,8 +466,25 @@ fn e2e(args: &E2eArgs) -> Result<bool> {
     if !medians.is_empty() {
         print!("{}", report.sources_table(&medians));
     }
+    let alone: Vec<&(kinesis::ServerRead, f64)> = peers.iter().flat_map(|p| &p.alone).collect();
+    if !alone.is_empty() {
+        let (read, ceiling) = median_by(&alone, |(r, _)| Duration::from_secs_f64(r.seconds));
+        println!(
+            "kinesis server alone (median): {:.3} s to answer every record, ceiling of Kinesis → lake / file → lake here {ceiling:.3}",
+            read.seconds
+        );
+    }
     if let Some(path) = &args.json {
-        let json = report.json(args, &formats, &data_dir, &medians);
+        let mut json = report.json(args, &formats, &data_dir, &medians);
+        if let Some(object) = json.as_object_mut()
+            && !alone.is_empty()
+        {
+            let rounds: Vec<serde_json::Value> = alone
+                .iter()
+                .map(|(read, ceiling)| serde_json::json!({ "read": read, "ceiling": ceiling }))
+                .collect();
+            object.insert("kinesis_server_alone".into(), rounds.into());
+        }
         fs::write(path, serde_json::to_vec_pretty(&json)?)
             .with_context(|| format!("writing {}", path.display()))?;
     }
@@ -635,6 +665,8 @@ struct Peer {
     /// The server's process, when it runs on this machine.
     server: Option<u32>,
     runs: Vec<E2eRun>,
+    /// Kinesis: the server alone each round, and the ratio it allows.
+    alone: Vec<(kinesis::ServerRead, f64)>,
 }
 
 /// Where a [`Peer`] reads the replayed records.
@@ -654,6 +686,7 @@ impl Peer {
             source,
             server: local_listener(address),
             runs: Vec::new(),
+            alone: Vec::new(),
         }
     }
 

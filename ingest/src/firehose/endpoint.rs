@@ -15,8 +15,6 @@ use axum::body::Body;
 use axum::extract::State;
 use axum::http::{HeaderMap, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use base64::Engine as _;
-use base64::engine::general_purpose::STANDARD;
 use crossbeam_channel::Sender;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
@@ -292,11 +290,16 @@ impl Endpoint {
         };
         for (i, record) in request.records.iter().enumerate() {
             let input = record.data.as_bytes();
+            // SIMD decoding: base64 is the endpoint's largest cost per byte.
             let decoded = image.push_with(base64::decoded_len_estimate(input.len()), |out| {
-                STANDARD.decode_slice(input, out)
+                base64_simd::STANDARD
+                    .decode(input, base64_simd::Out::from_slice(out))
+                    .map(|d| d.len())
             });
-            if let Err(e) = decoded {
-                return bad(format!("records[{i}].data is not base64: {e}"));
+            if decoded.is_err() {
+                return bad(format!(
+                    "records[{i}].data is not padded standard base64 (RFC 4648 §4)"
+                ));
             }
         }
         let records = image.records() as u64;

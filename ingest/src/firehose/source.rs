@@ -6,11 +6,13 @@
 use std::fs::File;
 use std::io::BufReader;
 use std::net::TcpListener as StdListener;
+use std::ops::Range;
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+use bytes::Bytes;
 use crossbeam_channel::{Receiver, RecvTimeoutError};
 use tokio_rustls::TlsAcceptor;
 use tokio_rustls::rustls::ServerConfig;
@@ -347,77 +349,164 @@ impl Outstanding for Trim {
 
 /// A delivery's records as batches of about `BATCH_BYTES` each. Each
 /// Firehose record may hold several lines (one event each) or a CloudWatch
-/// Logs subscription payload; every event keeps its record's index.
+/// Logs subscription payload; every event keeps its record's index. Plain
+/// records are not copied: their batches are slices of the delivery's bytes.
 fn batches(delivery: &Delivery, request_id: &Arc<str>, format: Format, max: usize) -> Vec<Batch> {
-    let batch_bytes = crate::file::default_batch_bytes();
-    let mut out = Vec::new();
-    let mut data = Vec::new();
-    let mut records = Vec::new();
+    let mut batches = Batches {
+        delivery: &delivery.data,
+        request_id,
+        format,
+        max,
+        batch_bytes: crate::file::default_batch_bytes(),
+        out: Vec::new(),
+        records: Vec::new(),
+        bytes: Pending::Empty,
+    };
     for (index, range) in delivery.records.iter().enumerate() {
+        let seq = index as u64;
         let payload = &delivery.data[range.clone()];
-        let unpacked = unpack(payload, max.saturating_mul(UNPACK_FACTOR));
-        let mut push = |bytes: &[u8], flaw: Option<Flaw>| {
-            let (bytes, flaw) = if bytes.len() > max {
-                (&bytes[..max], flaw.or(Some(Flaw::Truncated)))
-            } else {
-                (bytes, flaw)
-            };
-            let start = data.len();
-            data.extend_from_slice(bytes);
-            records.push(Record {
-                start: start as u32,
-                end: data.len() as u32,
-                seq: index as u64,
-                flaw,
-            });
-        };
-        match &unpacked {
-            Unpacked::Plain => for_each_line(payload, |line| push(line, None)),
+        match unpack(payload, max.saturating_mul(UNPACK_FACTOR)) {
+            Unpacked::Plain => for_each_line(payload, |line| {
+                batches.in_place(range.start + line.start, range.start + line.end, seq, None);
+            }),
             Unpacked::Records(users) => {
-                for user in users {
-                    for_each_line(&user.data, |line| push(line, None));
+                for user in &users {
+                    for_each_line(&user.data, |line| {
+                        batches.copied(&user.data[line], seq, None);
+                    });
                 }
             }
-            Unpacked::Flawed(flaw) => push(payload, Some(Flaw::Payload(*flaw))),
+            Unpacked::Flawed(flaw) => {
+                batches.in_place(range.start, range.end, seq, Some(Flaw::Payload(flaw)));
+            }
             Unpacked::Empty => {}
         }
-        if data.len() >= batch_bytes {
-            out.push(batch(format, request_id, &mut data, &mut records));
+        if batches.bytes.len() >= batches.batch_bytes {
+            batches.cut();
         }
     }
-    if !records.is_empty() {
-        out.push(batch(format, request_id, &mut data, &mut records));
-    }
-    out
+    batches.cut();
+    batches.out
 }
 
-fn batch(
+/// Builds one delivery's batches.
+struct Batches<'a> {
+    delivery: &'a Bytes,
+    request_id: &'a Arc<str>,
     format: Format,
-    request_id: &Arc<str>,
-    data: &mut Vec<u8>,
-    records: &mut Vec<Record>,
-) -> Batch {
-    Batch {
-        format,
-        origin: Origin::Firehose {
-            request_id: Arc::clone(request_id),
-        },
-        data: std::mem::take(data).into(),
-        records: std::mem::take(records),
-        // Replaced by the drainer's own before the batch is sent.
-        ack: Ack::detached(),
+    max: usize,
+    batch_bytes: usize,
+    out: Vec<Batch>,
+    records: Vec<Record>,
+    bytes: Pending,
+}
+
+/// Where the bytes of the batch being built are.
+enum Pending {
+    Empty,
+    /// `delivery[start..end]`.
+    InPlace {
+        start: usize,
+        end: usize,
+    },
+    /// Records unpacked from the payload (KPL, CloudWatch Logs).
+    Copied(Vec<u8>),
+}
+
+impl Pending {
+    fn len(&self) -> usize {
+        match self {
+            Pending::Empty => 0,
+            Pending::InPlace { start, end } => end - start,
+            Pending::Copied(data) => data.len(),
+        }
     }
 }
 
-/// Calls `f` with each line of `bytes` that is not blank, without its
-/// `\n` or `\r\n`, as the file source reads lines.
-fn for_each_line(bytes: &[u8], mut f: impl FnMut(&[u8])) {
+impl Batches<'_> {
+    /// Adds `delivery[start..end]`, cut at `max` bytes.
+    fn in_place(&mut self, start: usize, end: usize, seq: u64, flaw: Option<Flaw>) {
+        let (end, flaw) = self.cap(start, end, flaw);
+        if matches!(self.bytes, Pending::Copied(_)) {
+            self.cut();
+        }
+        let base = match self.bytes {
+            Pending::InPlace { start: base, .. } => base,
+            _ => start,
+        };
+        self.bytes = Pending::InPlace { start: base, end };
+        self.records.push(Record {
+            start: (start - base) as u32,
+            end: (end - base) as u32,
+            seq,
+            flaw,
+        });
+    }
+
+    /// Adds bytes that are not in the delivery as they are, cut at `max`.
+    fn copied(&mut self, bytes: &[u8], seq: u64, flaw: Option<Flaw>) {
+        let (end, flaw) = self.cap(0, bytes.len(), flaw);
+        if matches!(self.bytes, Pending::InPlace { .. }) {
+            self.cut();
+        }
+        if !matches!(self.bytes, Pending::Copied(_)) {
+            self.bytes = Pending::Copied(Vec::new());
+        }
+        let Pending::Copied(data) = &mut self.bytes else {
+            return;
+        };
+        let start = data.len();
+        data.extend_from_slice(&bytes[..end]);
+        self.records.push(Record {
+            start: start as u32,
+            end: data.len() as u32,
+            seq,
+            flaw,
+        });
+    }
+
+    /// The end of a record starting at `start`, at most `max` bytes long.
+    fn cap(&self, start: usize, end: usize, flaw: Option<Flaw>) -> (usize, Option<Flaw>) {
+        if end - start > self.max {
+            (start + self.max, flaw.or(Some(Flaw::Truncated)))
+        } else {
+            (end, flaw)
+        }
+    }
+
+    /// Ends the batch being built, if it holds any record.
+    fn cut(&mut self) {
+        let data = match std::mem::replace(&mut self.bytes, Pending::Empty) {
+            Pending::Empty => return,
+            Pending::InPlace { start, end } => self.delivery.slice(start..end),
+            Pending::Copied(data) => data.into(),
+        };
+        self.out.push(Batch {
+            format: self.format,
+            origin: Origin::Firehose {
+                request_id: Arc::clone(self.request_id),
+            },
+            data,
+            records: std::mem::take(&mut self.records),
+            // Replaced by the drainer's own before the batch is sent.
+            ack: Ack::detached(),
+        });
+    }
+}
+
+/// Calls `f` with the range of each line of `bytes` that is not blank,
+/// without its `\n` or `\r\n`, as the file source reads lines.
+fn for_each_line(bytes: &[u8], mut f: impl FnMut(Range<usize>)) {
     let mut start = 0;
     for end in memchr::memchr_iter(b'\n', bytes).chain(std::iter::once(bytes.len())) {
-        let line = &bytes[start..end];
+        let line = start..end;
         start = end + 1;
-        let line = line.strip_suffix(b"\r").unwrap_or(line);
-        if !line.iter().all(u8::is_ascii_whitespace) {
+        let line = if line.end > line.start && bytes[line.end - 1] == b'\r' {
+            line.start..line.end - 1
+        } else {
+            line
+        };
+        if !bytes[line.clone()].iter().all(u8::is_ascii_whitespace) {
             f(line);
         }
     }
@@ -458,5 +547,39 @@ mod tests {
             ]
         );
         assert_eq!(b.position(2).to_string(), "firehose:req#1");
+    }
+
+    #[test]
+    fn plain_records_stay_in_the_delivery_and_unpacked_ones_are_copied_in_order() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (buffer, _) = Buffer::open(dir.path(), 1 << 20).expect("opens");
+        let kpl = crate::kinesis::aggregate::aggregate(&[("k", b"{\"k\":1}\n{\"k\":2}")]);
+        let mut image = super::super::buffer::Image::new("req", 256).expect("image");
+        image.push(b"{\"a\":1}\n{\"a\":2}");
+        image.push(&kpl);
+        image.push(b"{\"b\":1}\n");
+        image.push(b"{\"b\":2}");
+        let (stored, _) = buffer.store(image).expect("stores").expect("new");
+        let delivery = buffer.read(&stored).expect("reads");
+        let batches = batches(&delivery, &"req".into(), Format::Waf, 1024);
+        let seen: Vec<Vec<(&[u8], u64)>> = batches
+            .iter()
+            .map(|b| b.iter().map(|(bytes, r)| (bytes, r.seq)).collect())
+            .collect();
+        assert_eq!(
+            seen,
+            vec![
+                vec![(&b"{\"a\":1}"[..], 0), (&b"{\"a\":2}"[..], 0)],
+                vec![(&b"{\"k\":1}"[..], 1), (&b"{\"k\":2}"[..], 1)],
+                vec![(&b"{\"b\":1}"[..], 2), (&b"{\"b\":2}"[..], 3)],
+            ]
+        );
+        // The plain batches share the delivery's memory.
+        let within = |b: &Batch| {
+            let (d, b) = (delivery.data.as_ptr_range(), b.data.as_ptr_range());
+            d.start <= b.start && b.end <= d.end
+        };
+        assert!(within(&batches[0]) && within(&batches[2]));
+        assert!(!within(&batches[1]));
     }
 }

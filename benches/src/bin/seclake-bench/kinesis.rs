@@ -3,6 +3,12 @@
 //! producers send), read back each round by a `[[source]] type = "kinesis"`
 //! with a fresh lease table on the DynamoDB at `--kinesis-lease-endpoint`.
 //! The streams and lease tables it creates are deleted when it is dropped.
+//!
+//! Each round also times the server alone ([`KinesisStreams::read_alone`]):
+//! every shard read to its end with plain `GetRecords` calls whose answers
+//! are counted and dropped. No consumer can be faster against that server
+//! on this machine, so its time over the file run's is the ceiling of the
+//! Kinesis → lake ratio here.
 
 use std::fmt::Write as _;
 use std::path::Path;
@@ -12,10 +18,11 @@ use std::time::{Duration, Instant};
 use anyhow::{Context as _, Result, bail};
 use aws_sdk_kinesis::config::{BehaviorVersion, Credentials, Region};
 use aws_sdk_kinesis::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
-use aws_sdk_kinesis::types::StreamStatus;
+use aws_sdk_kinesis::types::{ShardIteratorType, StreamStatus};
+use memchr::memmem;
 use seclake_benches::Format;
 use seclake_fixtures::services::unique_name;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use super::{Input, read_json, toml_str};
 
@@ -51,6 +58,17 @@ pub(crate) struct KinesisStreams {
     region: String,
     streams: Vec<(Format, String)>,
     tables: Vec<String>,
+}
+
+/// One read of every stream by the server alone.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub(crate) struct ServerRead {
+    /// Kinesis records (KPL aggregates) answered.
+    pub records: u64,
+    /// Bytes of the `GetRecords` answers (JSON, base64 data).
+    pub answer_bytes: u64,
+    /// From the first `GetRecords` to each shard's first empty answer.
+    pub seconds: f64,
 }
 
 /// The fields of `seclake replay --report-json` printed here.
@@ -199,6 +217,121 @@ impl KinesisStreams {
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
         })
+    }
+
+    /// Reads every shard of every stream from its start to its first empty
+    /// answer (kinesalite's end of a shard), a thread per shard, with plain
+    /// `GetRecords` calls over HTTP whose answers are counted, not decoded.
+    /// The iterators are taken before the clock starts.
+    pub(crate) fn read_alone(&self) -> Result<ServerRead> {
+        let iterators = self.rt.block_on(async {
+            let mut iterators = Vec::new();
+            for (_, stream) in &self.streams {
+                let shards = self
+                    .kinesis
+                    .list_shards()
+                    .stream_name(stream)
+                    .send()
+                    .await
+                    .map_err(|e| {
+                        anyhow::anyhow!("ListShards {stream}: {}", DisplayErrorContext(&e))
+                    })?;
+                for shard in shards.shards() {
+                    let iterator = self
+                        .kinesis
+                        .get_shard_iterator()
+                        .stream_name(stream)
+                        .shard_id(shard.shard_id())
+                        .shard_iterator_type(ShardIteratorType::TrimHorizon)
+                        .send()
+                        .await
+                        .map_err(|e| {
+                            anyhow::anyhow!(
+                                "GetShardIterator {stream}: {}",
+                                DisplayErrorContext(&e)
+                            )
+                        })?;
+                    if let Some(iterator) = iterator.shard_iterator {
+                        iterators.push(iterator);
+                    }
+                }
+            }
+            anyhow::Ok(iterators)
+        })?;
+        let http = reqwest::blocking::Client::new();
+        let started = Instant::now();
+        let shards = std::thread::scope(|scope| {
+            let readers: Vec<_> = iterators
+                .into_iter()
+                .map(|iterator| scope.spawn(|| self.read_shard(&http, iterator)))
+                .collect();
+            readers
+                .into_iter()
+                .map(|r| {
+                    r.join()
+                        .map_err(|_| anyhow::anyhow!("a shard reader panicked"))?
+                })
+                .collect::<Result<Vec<(u64, u64)>>>()
+        })?;
+        Ok(ServerRead {
+            records: shards.iter().map(|s| s.0).sum(),
+            answer_bytes: shards.iter().map(|s| s.1).sum(),
+            seconds: started.elapsed().as_secs_f64(),
+        })
+    }
+
+    /// `(records, answer bytes)` of one shard. kinesalite checks that a
+    /// request is signed, not the signature.
+    fn read_shard(
+        &self,
+        http: &reqwest::blocking::Client,
+        mut iterator: String,
+    ) -> Result<(u64, u64)> {
+        let now = chrono::Utc::now();
+        let authorization = format!(
+            "AWS4-HMAC-SHA256 Credential={}/{}/{}/kinesis/aws4_request, \
+             SignedHeaders=content-type;host;x-amz-date;x-amz-target, Signature={}",
+            CREDENTIALS[0].1,
+            now.format("%Y%m%d"),
+            self.region,
+            "0".repeat(64)
+        );
+        let date = now.format("%Y%m%dT%H%M%SZ").to_string();
+        let next_key = memmem::Finder::new(b"\"NextShardIterator\":\"");
+        let record_key = memmem::Finder::new(b"\"SequenceNumber\"");
+        let (mut records, mut bytes) = (0, 0);
+        loop {
+            let answer = http
+                .post(&self.endpoint)
+                .header("Content-Type", "application/x-amz-json-1.1")
+                .header("X-Amz-Target", "Kinesis_20131202.GetRecords")
+                .header("X-Amz-Date", &date)
+                .header("Authorization", &authorization)
+                .body(serde_json::json!({ "ShardIterator": iterator }).to_string())
+                .send()
+                .context("GetRecords")?;
+            let status = answer.status();
+            let body = answer.bytes().context("reading a GetRecords answer")?;
+            if !status.is_success() {
+                bail!(
+                    "GetRecords answered {status}: {}",
+                    String::from_utf8_lossy(&body)
+                );
+            }
+            let n = record_key.find_iter(&body).count() as u64;
+            if n == 0 {
+                return Ok((records, bytes));
+            }
+            records += n;
+            bytes += body.len() as u64;
+            // Base64 data holds no quote, so the first match is the key.
+            let next = next_key
+                .find(&body)
+                .map(|at| &body[at + next_key.needle().len()..])
+                .and_then(|rest| Some(&rest[..memchr::memchr(b'"', rest)?]))
+                .context("a GetRecords answer without NextShardIterator")?;
+            iterator = String::from_utf8_lossy(next).into_owned();
+        }
     }
 
     /// `[[source]]` tables reading every stream from its start, each with a
