@@ -39,6 +39,9 @@ pub struct Config {
     /// `[pipeline]`: worker threads and queue sizes.
     #[serde(default)]
     pub pipeline: PipelineConfig,
+    /// `[response]`: the WAF IP set of blocked addresses (`seclake blocks`).
+    #[serde(default)]
+    pub response: Option<seclake_sink::ResponseConfig>,
     /// `[report]`: the daily report (`report run`); the pipeline ignores it.
     #[serde(default)]
     pub report: Option<seclake_queries::config::ReportConfig>,
@@ -200,6 +203,12 @@ impl Config {
             .is_some_and(|n| !(0..=19).contains(&n))
         {
             return Err(invalid("pipeline.worker_nice", "must be from 0 to 19"));
+        }
+        if let Some(response) = &self.response {
+            response.check().map_err(|e| match e {
+                seclake_sink::SinkError::Config { key, why } => invalid(key, &why),
+                other => invalid("response", &other.to_string()),
+            })?;
         }
         for sink in self.sinks() {
             sink.check().map_err(|e| match e {

@@ -3,6 +3,7 @@
 //! `queries`).
 
 pub mod backfill;
+pub mod blocks;
 pub mod config;
 pub mod dashboards;
 pub mod demo;

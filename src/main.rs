@@ -176,6 +176,11 @@ enum Command {
         #[command(subcommand)]
         command: seclake::backfill::BackfillCommand,
     },
+    /// The WAF IP set of blocked addresses (`[response]`): list, add, remove.
+    Blocks {
+        #[command(subcommand)]
+        command: seclake::blocks::BlocksCommand,
+    },
 }
 
 fn main() -> ExitCode {
@@ -380,6 +385,7 @@ fn run(cli: Cli) -> Result<()> {
                 summary.into_result().with_context(context)?;
             }
         },
+        Command::Blocks { command } => print!("{}", seclake::blocks::run(&command)?),
     }
     Ok(())
 }

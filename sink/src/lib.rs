@@ -9,6 +9,7 @@ pub mod dead_letter;
 pub mod lake;
 mod lanes;
 pub mod opensearch;
+pub mod response;
 pub mod store;
 
 use futures::StreamExt as _;
@@ -19,6 +20,7 @@ pub use dead_letter::{DeadLetter, DeadLetterConfig, DeadLetterLine, DeadLetterWr
 pub use lake::{LakeConfig, LakeStats, LakeWriter};
 pub use lanes::{Fanout, FanoutError};
 pub use opensearch::{OpenSearchConfig, OpenSearchSink};
+pub use response::ResponseConfig;
 pub use store::Location;
 
 /// Errors from the sinks; each names the config key or the object involved.
