@@ -179,7 +179,8 @@ impl ThreatLevel {
         }
     }
 
-    fn from_name(name: &str) -> Option<ThreatLevel> {
+    /// The level named `"low"`, `"medium"`, `"high"` or `"critical"`.
+    pub fn from_name(name: &str) -> Option<ThreatLevel> {
         [
             ThreatLevel::Low,
             ThreatLevel::Medium,

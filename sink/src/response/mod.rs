@@ -4,12 +4,17 @@
 //! with `GetIPSet` → `UpdateIPSet` under its lock token, retrying the
 //! conflicts another writer causes, within WAF's limits.
 
+mod decide;
 mod ip_set;
 
 use std::net::IpAddr;
+use std::time::Duration;
 
+pub use decide::{Block, BlockPolicy, Decider, Observed, Trigger, Verdict};
 pub use ip_set::{Change, IpSet, IpSetError, IpSetState, IpVersion, MAX_ADDRESSES};
 pub use ipnet::IpNet;
+use seclake_enrich::threat::ThreatLevel;
+use seclake_enrich::time_window::config::duration;
 use serde::Deserialize;
 
 use crate::SinkError;
@@ -37,6 +42,20 @@ pub struct ResponseConfig {
     /// Decide and report, but never call `UpdateIPSet`.
     #[serde(default)]
     pub dry_run: bool,
+    /// An event at this level blocks its address at once (`critical`).
+    pub block_level: Option<String>,
+    /// Events at this level or above count towards a sustained block (`high`).
+    pub sustained_level: Option<String>,
+    /// This many of them within `sustained_window` block the address (5).
+    pub sustained_events: Option<usize>,
+    /// In event time (`"1m"`).
+    #[serde(default, deserialize_with = "duration")]
+    pub sustained_window: Option<Duration>,
+    /// How long a block lasts (`"24h"`).
+    #[serde(default, deserialize_with = "duration")]
+    pub block_ttl: Option<Duration>,
+    /// New blocks per minute at most (60); past it, addresses wait.
+    pub max_blocks_per_minute: Option<u32>,
 }
 
 /// Where the IP set is used.
@@ -102,7 +121,68 @@ impl ResponseConfig {
             }
         }
         self.allow_list()?;
+        self.policy()?;
         Ok(())
+    }
+
+    /// When addresses are blocked: the policy keys over their defaults.
+    pub fn policy(&self) -> Result<BlockPolicy, SinkError> {
+        let bad = |key: &'static str, why: String| SinkError::Config { key, why };
+        let level = |key: &'static str, value: &Option<String>, default: ThreatLevel| match value {
+            None => Ok(default),
+            Some(name) => ThreatLevel::from_name(name)
+                .ok_or_else(|| bad(key, format!("{name:?}: use low, medium, high or critical"))),
+        };
+        let defaults = BlockPolicy::default();
+        let policy = BlockPolicy {
+            block_level: level(
+                "response.block_level",
+                &self.block_level,
+                defaults.block_level,
+            )?,
+            sustained_level: level(
+                "response.sustained_level",
+                &self.sustained_level,
+                defaults.sustained_level,
+            )?,
+            sustained_events: self.sustained_events.unwrap_or(defaults.sustained_events),
+            sustained_window: self.sustained_window.unwrap_or(defaults.sustained_window),
+            ttl: self.block_ttl.unwrap_or(defaults.ttl),
+            max_per_minute: self
+                .max_blocks_per_minute
+                .unwrap_or(defaults.max_per_minute),
+        };
+        if policy.sustained_level > policy.block_level {
+            return Err(bad(
+                "response.sustained_level",
+                format!(
+                    "{} is above block_level {}: events that block at once cannot count towards a sustained block",
+                    policy.sustained_level, policy.block_level
+                ),
+            ));
+        }
+        if policy.sustained_events == 0 {
+            return Err(bad(
+                "response.sustained_events",
+                "must be at least 1".into(),
+            ));
+        }
+        if policy.sustained_window < Duration::from_secs(1) {
+            return Err(bad(
+                "response.sustained_window",
+                "must be at least 1s".into(),
+            ));
+        }
+        if policy.ttl < Duration::from_secs(60) {
+            return Err(bad("response.block_ttl", "must be at least 1m".into()));
+        }
+        if policy.max_per_minute == 0 {
+            return Err(bad(
+                "response.max_blocks_per_minute",
+                "must be at least 1".into(),
+            ));
+        }
+        Ok(policy)
     }
 
     /// `allow`, parsed; a bare address is its own /32 or /128.
@@ -212,6 +292,41 @@ mod tests {
                 ..
             })
         ));
+    }
+
+    #[test]
+    fn the_policy_keys_override_their_defaults_and_bad_ones_are_named() {
+        let cfg = config(
+            "block_level = \"high\"\nsustained_level = \"medium\"\nsustained_events = 3\n\
+             sustained_window = \"30s\"\nblock_ttl = \"1h\"\nmax_blocks_per_minute = 10\n",
+        )
+        .expect("parses");
+        let policy = cfg.policy().expect("valid");
+        assert_eq!(policy.block_level, ThreatLevel::High);
+        assert_eq!(policy.sustained_level, ThreatLevel::Medium);
+        assert_eq!(policy.sustained_events, 3);
+        assert_eq!(policy.sustained_window, Duration::from_secs(30));
+        assert_eq!(policy.ttl, Duration::from_secs(3600));
+        assert_eq!(policy.max_per_minute, 10);
+        assert_eq!(
+            config("").expect("parses").policy().expect("defaults"),
+            BlockPolicy::default()
+        );
+        let key = |extra: &str| match config(extra).expect("parses").check() {
+            Err(SinkError::Config { key, .. }) => key,
+            other => panic!("{extra}: {other:?}"),
+        };
+        assert_eq!(key("block_level = \"severe\""), "response.block_level");
+        assert_eq!(
+            key("block_level = \"high\"\nsustained_level = \"critical\""),
+            "response.sustained_level"
+        );
+        assert_eq!(key("sustained_events = 0"), "response.sustained_events");
+        assert_eq!(key("block_ttl = \"10s\""), "response.block_ttl");
+        assert_eq!(
+            key("max_blocks_per_minute = 0"),
+            "response.max_blocks_per_minute"
+        );
     }
 
     #[test]
