@@ -6,15 +6,17 @@ use std::fmt::Write as _;
 use std::path::PathBuf;
 
 use anyhow::{Context as _, Result, bail};
+use seclake_enrich::threat::ThreatLevel;
 use seclake_sink::ResponseConfig;
-use seclake_sink::response::{IpNet, IpSet, parse_net};
+use seclake_sink::response::{BlockTable, IpNet, IpSet, StoredBlock, parse_net};
 
 use crate::config::Config;
 
 /// `seclake blocks …`.
 #[derive(Debug, clap::Subcommand)]
 pub enum BlocksCommand {
-    /// Print the IP set's CIDRs, one per line.
+    /// Print the IP set's CIDRs, one per line; with `state_table`, each
+    /// with its expiry, trigger and reasons.
     List {
         /// The seclake config; its `[response]` names the IP set.
         #[arg(long)]
@@ -60,22 +62,44 @@ pub fn run(command: &BlocksCommand) -> Result<String> {
         .context("starting a tokio runtime")?;
     rt.block_on(async {
         let waf = IpSet::connect(&response).await;
+        let table = BlockTable::connect(&response).await;
         match command {
-            BlocksCommand::List { .. } => {
-                let set = waf.read().await?;
-                Ok(set.addresses.iter().fold(String::new(), |mut out, net| {
-                    let _ = writeln!(out, "{net}");
-                    out
-                }))
+            BlocksCommand::List { .. } => list(&waf, table.as_ref()).await,
+            BlocksCommand::Add(args) => change(&waf, table.as_ref(), &response, args, true).await,
+            BlocksCommand::Remove(args) => {
+                change(&waf, table.as_ref(), &response, args, false).await
             }
-            BlocksCommand::Add(args) => change(&waf, &response, args, true).await,
-            BlocksCommand::Remove(args) => change(&waf, &response, args, false).await,
         }
     })
 }
 
+async fn list(waf: &IpSet, table: Option<&BlockTable>) -> Result<String> {
+    let set = waf.read().await?;
+    let stored = match table {
+        Some(table) => table.all().await?,
+        None => Vec::new(),
+    };
+    let mut out = String::new();
+    for net in &set.addresses {
+        let _ = match (table, stored.iter().find(|b| b.net == *net)) {
+            (None, _) => writeln!(out, "{net}"),
+            (Some(_), None) => writeln!(out, "{net}\tno record in the block table"),
+            (Some(_), Some(b)) => writeln!(
+                out,
+                "{net}\tuntil {}\t{}\t{}",
+                chrono::DateTime::from_timestamp_millis(b.until_ms)
+                    .map_or_else(|| b.until_ms.to_string(), |t| t.to_rfc3339()),
+                b.trigger,
+                b.reasons.join(", ")
+            ),
+        };
+    }
+    Ok(out)
+}
+
 async fn change(
     waf: &IpSet,
+    table: Option<&BlockTable>,
     response: &ResponseConfig,
     args: &ChangeArgs,
     add: bool,
@@ -116,6 +140,25 @@ async fn change(
         (&[][..], &nets[..])
     };
     let change = waf.change(to_add, to_remove).await?;
+    if let Some(table) = table {
+        let now = chrono::Utc::now().timestamp_millis();
+        let ttl = response.policy()?.ttl.as_millis() as i64;
+        for net in &change.added {
+            let record = StoredBlock {
+                net: *net,
+                until_ms: now.saturating_add(ttl),
+                created_ms: now,
+                score: 0,
+                level: ThreatLevel::Low,
+                trigger: "operator".into(),
+                reasons: Vec::new(),
+            };
+            table.put(&record).await?;
+        }
+        for net in &change.removed {
+            table.remove(*net).await?;
+        }
+    }
     for net in &change.added {
         let _ = writeln!(out, "added {net}");
     }

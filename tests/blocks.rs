@@ -6,6 +6,8 @@ use std::process::{Command, Output};
 use aws_sdk_wafv2::types::IpAddressVersion;
 use seclake_fixtures::services::moto_with_credentials;
 
+#[path = "../sink/tests/support/block_table.rs"]
+mod block_table;
 #[path = "../sink/tests/support/waf_ip_set.rs"]
 mod waf_ip_set;
 use waf_ip_set::TestIpSet;
@@ -145,4 +147,56 @@ fn a_bad_response_key_is_named() {
         "{}",
         text(&out.stderr)
     );
+}
+
+#[test]
+fn with_a_state_table_blocks_are_recorded_listed_and_forgotten() {
+    let Some(endpoint) = moto_with_credentials() else {
+        return;
+    };
+    let set = Set::create(&endpoint);
+    let dynamo = block_table::client(&endpoint);
+    let table = set.rt.block_on(block_table::create(&dynamo, "net"));
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cfg = config(
+        dir.path(),
+        &endpoint,
+        &set,
+        &format!(
+            "state_table = \"{table}\"\nstate_endpoint = \"{endpoint}\"\nblock_ttl = \"2h\"\n"
+        ),
+    );
+    let items = || {
+        set.rt
+            .block_on(dynamo.scan().table_name(&table).send())
+            .expect("Scan")
+            .items
+            .unwrap_or_default()
+    };
+
+    let added = blocks(&cfg, &["add", "198.51.100.7"]);
+    assert!(added.status.success(), "{}", text(&added.stderr));
+    let stored = items();
+    assert_eq!(stored.len(), 1);
+    let until: i64 = stored[0]["until_ms"]
+        .as_n()
+        .expect("until_ms")
+        .parse()
+        .expect("a number");
+    let created: i64 = stored[0]["created_ms"]
+        .as_n()
+        .expect("created_ms")
+        .parse()
+        .expect("a number");
+    assert_eq!(until - created, 2 * 3600 * 1000, "block_ttl");
+
+    let list = text(&blocks(&cfg, &["list"]).stdout);
+    assert!(
+        list.starts_with("198.51.100.7/32\tuntil ") && list.contains("\toperator"),
+        "{list}"
+    );
+    let removed = blocks(&cfg, &["remove", "198.51.100.7"]);
+    assert!(removed.status.success(), "{}", text(&removed.stderr));
+    assert!(items().is_empty());
+    set.rt.block_on(block_table::delete(&dynamo, &table));
 }

@@ -6,6 +6,7 @@
 
 mod decide;
 mod ip_set;
+mod state;
 
 use std::net::IpAddr;
 use std::time::Duration;
@@ -16,6 +17,7 @@ pub use ipnet::IpNet;
 use seclake_enrich::threat::ThreatLevel;
 use seclake_enrich::time_window::config::duration;
 use serde::Deserialize;
+pub use state::{BlockTable, StateError, StoredBlock};
 
 use crate::SinkError;
 
@@ -42,6 +44,11 @@ pub struct ResponseConfig {
     /// Decide and report, but never call `UpdateIPSet`.
     #[serde(default)]
     pub dry_run: bool,
+    /// The DynamoDB table that keeps who is blocked, why and until when
+    /// (hash key `net`, a string; created by the operator).
+    pub state_table: Option<String>,
+    /// Another DynamoDB endpoint for it (a stand-in, a VPC endpoint).
+    pub state_endpoint: Option<String>,
     /// An event at this level blocks its address at once (`critical`).
     pub block_level: Option<String>,
     /// Events at this level or above count towards a sustained block (`high`).
@@ -110,13 +117,28 @@ impl ResponseConfig {
                 "CLOUDFRONT IP sets are managed in us-east-1".into(),
             ));
         }
-        if let Some(endpoint) = &self.endpoint {
+        for (key, endpoint) in [
+            ("response.endpoint", &self.endpoint),
+            ("response.state_endpoint", &self.state_endpoint),
+        ] {
+            let Some(endpoint) = endpoint else { continue };
             let ok = url::Url::parse(endpoint)
                 .is_ok_and(|u| matches!(u.scheme(), "http" | "https") && u.host().is_some());
             if !ok {
+                return Err(bad(key, format!("{endpoint:?} is not an http(s) URL")));
+            }
+        }
+        if let Some(table) = &self.state_table {
+            let ok = (3..=255).contains(&table.len())
+                && table
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'));
+            if !ok {
                 return Err(bad(
-                    "response.endpoint",
-                    format!("{endpoint:?} is not an http(s) URL"),
+                    "response.state_table",
+                    format!(
+                        "{table:?}: DynamoDB table names are 3 to 255 letters, digits, '_', '-' or '.'"
+                    ),
                 ));
             }
         }
@@ -277,6 +299,11 @@ mod tests {
         };
         assert_eq!(key("allow = [\"10.0.0.300/8\"]"), "response.allow");
         assert_eq!(key("endpoint = \"127.0.0.1:5000\""), "response.endpoint");
+        assert_eq!(
+            key("state_endpoint = \"dynamo\""),
+            "response.state_endpoint"
+        );
+        assert_eq!(key("state_table = \"a b\""), "response.state_table");
         assert_eq!(
             key("scope = \"CLOUDFRONT\"\nregion = \"eu-west-1\""),
             "response.region"
