@@ -63,6 +63,9 @@ pub fn run(command: &BlocksCommand) -> Result<String> {
     rt.block_on(async {
         let waf = IpSet::connect(&response).await;
         let table = BlockTable::connect(&response).await;
+        if let Some(table) = &table {
+            table.check().await?;
+        }
         match command {
             BlocksCommand::List { .. } => list(&waf, table.as_ref()).await,
             BlocksCommand::Add(args) => change(&waf, table.as_ref(), &response, args, true).await,
