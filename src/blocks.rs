@@ -61,8 +61,9 @@ pub fn run(command: &BlocksCommand) -> Result<String> {
         .build()
         .context("starting a tokio runtime")?;
     rt.block_on(async {
-        let waf = IpSet::connect(&response).await;
-        let table = BlockTable::connect(&response).await;
+        let shared = response.aws().await;
+        let waf = IpSet::connect(&response, &shared);
+        let table = BlockTable::connect(&response, &shared);
         if let Some(table) = &table {
             table.check().await?;
         }

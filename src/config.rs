@@ -204,17 +204,15 @@ impl Config {
         {
             return Err(invalid("pipeline.worker_nice", "must be from 0 to 19"));
         }
+        let from_sink = |section: &str, e: seclake_sink::SinkError| match e {
+            seclake_sink::SinkError::Config { key, why } => invalid(key, &why),
+            other => invalid(section, &other.to_string()),
+        };
         if let Some(response) = &self.response {
-            response.check().map_err(|e| match e {
-                seclake_sink::SinkError::Config { key, why } => invalid(key, &why),
-                other => invalid("response", &other.to_string()),
-            })?;
+            response.check().map_err(|e| from_sink("response", e))?;
         }
         for sink in self.sinks() {
-            sink.check().map_err(|e| match e {
-                seclake_sink::SinkError::Config { key, why } => invalid(key, &why),
-                other => invalid(sink.name(), &other.to_string()),
-            })?;
+            sink.check().map_err(|e| from_sink(sink.name(), e))?;
         }
         Ok(())
     }

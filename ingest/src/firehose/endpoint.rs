@@ -291,8 +291,9 @@ impl Endpoint {
         for (i, record) in request.records.iter().enumerate() {
             let input = record.data.as_bytes();
             // SIMD decoding: base64 is the endpoint's largest cost per byte.
-            let decoded = image.push_with(base64::decoded_len_estimate(input.len()), |out| {
-                base64_simd::STANDARD
+            let engine = base64_simd::STANDARD;
+            let decoded = image.push_with(engine.estimated_decoded_length(input.len()), |out| {
+                engine
                     .decode(input, base64_simd::Out::from_slice(out))
                     .map(|d| d.len())
             });

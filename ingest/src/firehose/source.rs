@@ -449,11 +449,9 @@ impl Batches<'_> {
         if matches!(self.bytes, Pending::InPlace { .. }) {
             self.cut();
         }
-        if !matches!(self.bytes, Pending::Copied(_)) {
-            self.bytes = Pending::Copied(Vec::new());
-        }
-        let Pending::Copied(data) = &mut self.bytes else {
-            return;
+        let mut data = match std::mem::replace(&mut self.bytes, Pending::Empty) {
+            Pending::Copied(data) => data,
+            _ => Vec::new(),
         };
         let start = data.len();
         data.extend_from_slice(&bytes[..end]);
@@ -463,6 +461,7 @@ impl Batches<'_> {
             seq,
             flaw,
         });
+        self.bytes = Pending::Copied(data);
     }
 
     /// The end of a record starting at `start`, at most `max` bytes long.

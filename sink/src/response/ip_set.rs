@@ -143,20 +143,13 @@ pub struct IpSet {
 }
 
 impl IpSet {
-    /// The set `[response]` names, with credentials and region from the AWS
-    /// chain unless the config sets them.
-    pub async fn connect(cfg: &ResponseConfig) -> IpSet {
-        let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest());
-        let region = match (&cfg.region, cfg.scope) {
-            (Some(region), _) => Some(region.clone()),
-            (None, Scope::Cloudfront) => Some("us-east-1".to_owned()),
-            (None, Scope::Regional) => None,
-        };
-        if let Some(region) = region {
-            loader = loader.region(aws_config::Region::new(region));
+    /// The set `[response]` names, through `shared` (see
+    /// [`ResponseConfig::aws`]); CloudFront sets are managed in `us-east-1`.
+    pub fn connect(cfg: &ResponseConfig, shared: &aws_config::SdkConfig) -> IpSet {
+        let mut waf = aws_sdk_wafv2::config::Builder::from(shared);
+        if cfg.region.is_none() && cfg.scope == Scope::Cloudfront {
+            waf = waf.region(aws_config::Region::new("us-east-1"));
         }
-        let shared = loader.load().await;
-        let mut waf = aws_sdk_wafv2::config::Builder::from(&shared);
         if let Some(endpoint) = &cfg.endpoint {
             waf = waf.endpoint_url(endpoint);
         }

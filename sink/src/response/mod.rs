@@ -207,6 +207,16 @@ impl ResponseConfig {
         Ok(policy)
     }
 
+    /// Credentials and region from the AWS chain, the region overridden by
+    /// `region`: loaded once for the IP set and the block table.
+    pub async fn aws(&self) -> aws_config::SdkConfig {
+        let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest());
+        if let Some(region) = &self.region {
+            loader = loader.region(aws_config::Region::new(region.clone()));
+        }
+        loader.load().await
+    }
+
     /// `allow`, parsed; a bare address is its own /32 or /128.
     pub fn allow_list(&self) -> Result<AllowList, SinkError> {
         let nets = self

@@ -161,16 +161,14 @@ pub struct BlockTable {
 }
 
 impl BlockTable {
-    /// The table `[response] state_table` names, if it names one, with
-    /// credentials and region from the AWS chain unless the config sets them.
-    pub async fn connect(cfg: &super::ResponseConfig) -> Option<BlockTable> {
+    /// The table `[response] state_table` names, if it names one, through
+    /// `shared` (see [`ResponseConfig::aws`](super::ResponseConfig::aws)).
+    pub fn connect(
+        cfg: &super::ResponseConfig,
+        shared: &aws_config::SdkConfig,
+    ) -> Option<BlockTable> {
         let table = cfg.state_table.as_deref()?;
-        let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest());
-        if let Some(region) = &cfg.region {
-            loader = loader.region(aws_config::Region::new(region.clone()));
-        }
-        let shared = loader.load().await;
-        let mut dynamo = aws_sdk_dynamodb::config::Builder::from(&shared);
+        let mut dynamo = aws_sdk_dynamodb::config::Builder::from(shared);
         if let Some(endpoint) = &cfg.state_endpoint {
             dynamo = dynamo.endpoint_url(endpoint);
         }
