@@ -39,7 +39,7 @@ pub struct Config {
     /// `[pipeline]`: worker threads and queue sizes.
     #[serde(default)]
     pub pipeline: PipelineConfig,
-    /// `[response]`: the WAF IP set of blocked addresses (`seclake blocks`).
+    /// `[response]`: block attacking addresses in an AWS WAF IP set.
     #[serde(default)]
     pub response: Option<seclake_sink::ResponseConfig>,
     /// `[report]`: the daily report (`report run`); the pipeline ignores it.
@@ -161,6 +161,9 @@ impl Config {
         if let Some(opensearch) = &mut config.opensearch {
             opensearch.dead_letters = Some(config.dlq.clone());
         }
+        if let Some(response) = &mut config.response {
+            response.lake = Some(config.lake.clone());
+        }
         config.check(path)?;
         Ok(config)
     }
@@ -208,9 +211,6 @@ impl Config {
             seclake_sink::SinkError::Config { key, why } => invalid(key, &why),
             other => invalid(section, &other.to_string()),
         };
-        if let Some(response) = &self.response {
-            response.check().map_err(|e| from_sink("response", e))?;
-        }
         for sink in self.sinks() {
             sink.check().map_err(|e| from_sink(sink.name(), e))?;
         }
@@ -223,6 +223,9 @@ impl Config {
         let mut sinks: Vec<&dyn SinkSpec> = vec![&self.lake, &self.dlq];
         if let Some(opensearch) = &self.opensearch {
             sinks.push(opensearch);
+        }
+        if let Some(response) = &self.response {
+            sinks.push(response);
         }
         sinks
     }

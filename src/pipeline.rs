@@ -154,11 +154,6 @@ pub fn run_with_sinks(
     extra_sinks: &[&dyn SinkSpec],
 ) -> Result<RunSummary> {
     let started = Instant::now();
-    if cfg.response.is_some() {
-        tracing::warn!(
-            "[response]: the pipeline does not block addresses yet; the section is for `seclake blocks`"
-        );
-    }
     let sources: Vec<(Format, Box<dyn Source>)> = cfg
         .sources
         .iter()

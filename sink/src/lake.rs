@@ -235,7 +235,8 @@ pub struct LakeStats {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 struct PartitionKey {
-    source: Format,
+    /// The `source=` partition: a format's name, or `response`.
+    source: &'static str,
     /// Hours since the Unix epoch.
     hour: i64,
 }
@@ -266,7 +267,7 @@ pub struct LakeWriter {
     open_hours: i64,
     open: HashMap<PartitionKey, OpenFile>,
     /// Newest event hour seen per source: files `open_hours` older are done.
-    newest_hour: HashMap<Format, i64>,
+    newest_hour: HashMap<&'static str, i64>,
     writes: u64,
     stats: LakeStats,
 }
@@ -310,6 +311,17 @@ impl LakeWriter {
         batch: &RecordBatch,
         ack: &Ack,
     ) -> Result<(), SinkError> {
+        self.write_source(source.as_str(), batch, ack).await
+    }
+
+    /// [`LakeWriter::write`] into the `source=<source>` partitions of a
+    /// source that is not a log format (the response's audit events).
+    pub async fn write_source(
+        &mut self,
+        source: &'static str,
+        batch: &RecordBatch,
+        ack: &Ack,
+    ) -> Result<(), SinkError> {
         if batch.num_rows() == 0 {
             return Ok(());
         }
@@ -329,7 +341,7 @@ impl LakeWriter {
     /// older than its newest event's hour) that no recent write touched, then
     /// the least recently written files while more than `max_open_files` are
     /// open. Late events reopen a new file in their partition.
-    async fn close_finished(&mut self, source: Format) -> Result<(), SinkError> {
+    async fn close_finished(&mut self, source: &'static str) -> Result<(), SinkError> {
         let newest = self.newest_hour.get(&source).copied().unwrap_or(i64::MIN);
         let writes = self.writes;
         let mut done: Vec<PartitionKey> = self
@@ -469,7 +481,7 @@ impl LakeWriter {
     /// Commits every open file (shutdown, end of input).
     pub async fn close_all(&mut self) -> Result<(), SinkError> {
         let mut keys: Vec<PartitionKey> = self.open.keys().copied().collect();
-        keys.sort_by_key(|k| (k.source.as_str(), k.hour));
+        keys.sort_by_key(|k| (k.source, k.hour));
         let mut first_error = None;
         for key in keys {
             if let Err(e) = self.commit(key).await {

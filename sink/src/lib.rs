@@ -1,4 +1,5 @@
-//! Sinks for seclake: the Parquet lake, the dead-letter output and OpenSearch, the
+//! Sinks for seclake: the Parquet lake, the dead-letter output, OpenSearch and
+//! the automatic response (AWS WAF IP set), the
 //! [`Sink`] contract they implement, and the [`Fanout`] that runs them.
 //!
 //! Every sink takes an [`seclake_ingest::Ack`] with the data it is given and
@@ -20,7 +21,7 @@ pub use dead_letter::{DeadLetter, DeadLetterConfig, DeadLetterLine, DeadLetterWr
 pub use lake::{LakeConfig, LakeStats, LakeWriter};
 pub use lanes::{Fanout, FanoutError};
 pub use opensearch::{OpenSearchConfig, OpenSearchSink};
-pub use response::ResponseConfig;
+pub use response::{ResponseConfig, ResponseSink};
 pub use store::Location;
 
 /// Errors from the sinks; each names the config key or the object involved.
@@ -72,6 +73,9 @@ pub enum SinkError {
     /// An OpenSearch request failed.
     #[error("opensearch: {0}")]
     OpenSearch(String),
+    /// The automatic response could not do its work.
+    #[error("response: {0}")]
+    Response(String),
     /// A sink's background task failed (a bug).
     #[error("a sink task failed: {0}")]
     Task(String),

@@ -172,13 +172,16 @@ impl Proxy {
 
 async fn forward(State(shared): State<Arc<Shared>>, request: Request) -> Response {
     let mode = shared.mode.load(Ordering::SeqCst);
-    if mode == Mode::Down as u8 {
-        return (StatusCode::SERVICE_UNAVAILABLE, "test proxy: cluster down").into_response();
-    }
     let (parts, body) = request.into_parts();
+    // The body is read even when the answer is 503: answering before a large
+    // upload ends makes hyper close the connection, and the client would see a
+    // reset instead of the status a load balancer sends.
     let Ok(body) = axum::body::to_bytes(body, usize::MAX).await else {
         return StatusCode::BAD_REQUEST.into_response();
     };
+    if mode == Mode::Down as u8 {
+        return (StatusCode::SERVICE_UNAVAILABLE, "test proxy: cluster down").into_response();
+    }
     let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
     let is_bulk = parts.uri.path() == "/_bulk";
     let (body, refused_at) = if is_bulk {

@@ -196,6 +196,16 @@ impl Decider {
         }))
     }
 
+    /// The lowest level an event must have to count for anything.
+    pub fn floor(&self) -> ThreatLevel {
+        self.policy.sustained_level.min(self.policy.block_level)
+    }
+
+    /// Forgets `ip`'s block: its next events decide it afresh.
+    pub fn forget(&mut self, ip: IpAddr) {
+        self.until.remove(&ip);
+    }
+
     /// Addresses whose block (or allow-list report) ended by `now_ms`; they
     /// are forgotten, so a new event decides them afresh.
     pub fn expired(&mut self, now_ms: i64) -> Vec<IpAddr> {

@@ -91,7 +91,8 @@ pub enum IpVersion {
 }
 
 impl IpVersion {
-    fn holds(self, net: &IpNet) -> bool {
+    /// True when `net` is of this version.
+    pub fn holds(self, net: &IpNet) -> bool {
         matches!(
             (self, net),
             (IpVersion::V4, IpNet::V4(_)) | (IpVersion::V6, IpNet::V6(_))
@@ -279,6 +280,16 @@ impl IpSet {
     /// pause, whenever another writer changed the set first. Nothing is
     /// written when nothing would change.
     pub async fn change(&self, add: &[IpNet], remove: &[IpNet]) -> Result<Change, IpSetError> {
+        self.edit(|_| (add.to_vec(), remove.to_vec())).await
+    }
+
+    /// [`IpSet::change`] with the CIDRs to add and remove planned from each
+    /// fresh read by `plan` (which sees the set as it is, to choose what
+    /// to evict, say).
+    pub async fn edit<F>(&self, mut plan: F) -> Result<Change, IpSetError>
+    where
+        F: FnMut(&IpSetState) -> (Vec<IpNet>, Vec<IpNet>),
+    {
         let mut pauses = backon::ExponentialBuilder::default()
             .with_min_delay(Duration::from_millis(20))
             .with_max_delay(Duration::from_secs(1))
@@ -288,9 +299,10 @@ impl IpSet {
         let mut conflicts = 0;
         loop {
             let read = self.read().await?;
+            let (add, remove) = plan(&read);
             let mut next = read.addresses.clone();
             next.extend(add.iter().map(IpNet::trunc));
-            for net in remove {
+            for net in &remove {
                 next.remove(&net.trunc());
             }
             let added: Vec<IpNet> = next.difference(&read.addresses).copied().collect();
@@ -322,6 +334,11 @@ impl IpSet {
                 Err(e) => return Err(e),
             }
         }
+    }
+
+    /// The most addresses a change may leave in the set.
+    pub fn limit(&self) -> usize {
+        self.limit
     }
 
     fn api<E, R>(&self, operation: &'static str, e: &SdkError<E, R>) -> IpSetError

@@ -1,11 +1,16 @@
 //! The automatic response: addresses blocked in an AWS WAF IP set.
 //!
-//! [`ResponseConfig`] is the `[response]` section; [`IpSet`] changes the set
-//! with `GetIPSet` → `UpdateIPSet` under its lock token, retrying the
-//! conflicts another writer causes, within WAF's limits.
+//! [`ResponseConfig`] is the `[response]` section and the sink's spec;
+//! [`Decider`] decides blocks from the scored events; [`IpSet`] changes the
+//! set with `GetIPSet` → `UpdateIPSet` under its lock token, retrying the
+//! conflicts another writer causes, within WAF's limits; [`BlockTable`]
+//! keeps who is blocked until when across restarts; [`ResponseSink`] runs
+//! them in the pipeline, and every decision is audited in the lake.
 
+pub mod audit;
 mod decide;
 mod ip_set;
+mod sink;
 mod state;
 
 use std::net::IpAddr;
@@ -17,9 +22,10 @@ pub use ipnet::IpNet;
 use seclake_enrich::threat::ThreatLevel;
 use seclake_enrich::time_window::config::duration;
 use serde::Deserialize;
+pub use sink::ResponseSink;
 pub use state::{BlockTable, StateError, StoredBlock};
 
-use crate::SinkError;
+use crate::{LakeConfig, SinkError};
 
 /// `[response]`.
 #[derive(Debug, Clone, Deserialize)]
@@ -63,6 +69,19 @@ pub struct ResponseConfig {
     pub block_ttl: Option<Duration>,
     /// New blocks per minute at most (60); past it, addresses wait.
     pub max_blocks_per_minute: Option<u32>,
+    /// Least time between two `UpdateIPSet` calls (`"1s"`: WAF allows one
+    /// per second per account and region); blocks decided meanwhile share
+    /// the next call.
+    #[serde(default, deserialize_with = "duration")]
+    pub update_interval: Option<Duration>,
+    /// Addresses the set may hold (10,000, WAF's limit); lower it when the
+    /// set is shared with another tool. Past it, this deployment's blocks
+    /// are evicted, expired ones first, then the lowest scores.
+    pub max_addresses: Option<usize>,
+    /// The lake the audit events go to: the `[lake]` section, filled in by
+    /// the config loader.
+    #[serde(skip)]
+    pub lake: Option<LakeConfig>,
 }
 
 /// Where the IP set is used.
@@ -142,9 +161,37 @@ impl ResponseConfig {
                 ));
             }
         }
+        if self
+            .update_interval
+            .is_some_and(|i| i < Duration::from_millis(100))
+        {
+            return Err(bad(
+                "response.update_interval",
+                "must be at least 100ms".into(),
+            ));
+        }
+        if self
+            .max_addresses
+            .is_some_and(|m| m == 0 || m > MAX_ADDRESSES)
+        {
+            return Err(bad(
+                "response.max_addresses",
+                format!("must be from 1 to {MAX_ADDRESSES}, WAF's limit per IP set"),
+            ));
+        }
         self.allow_list()?;
         self.policy()?;
         Ok(())
+    }
+
+    /// `update_interval` or its default, one second.
+    pub fn update_interval(&self) -> Duration {
+        self.update_interval.unwrap_or(Duration::from_secs(1))
+    }
+
+    /// `max_addresses` or WAF's limit.
+    pub fn max_addresses(&self) -> usize {
+        self.max_addresses.unwrap_or(MAX_ADDRESSES)
     }
 
     /// When addresses are blocked: the policy keys over their defaults.
@@ -229,6 +276,30 @@ impl ResponseConfig {
                 why,
             })?;
         Ok(AllowList { nets })
+    }
+}
+
+#[async_trait::async_trait]
+impl crate::SinkSpec for ResponseConfig {
+    fn name(&self) -> &'static str {
+        "response"
+    }
+
+    fn takes(&self) -> crate::Takes {
+        crate::Takes::Events
+    }
+
+    /// It acts on events; the lake never waits for WAF.
+    fn acknowledges(&self) -> bool {
+        false
+    }
+
+    fn check(&self) -> Result<(), SinkError> {
+        ResponseConfig::check(self)
+    }
+
+    async fn open(&self) -> Result<Box<dyn crate::Sink>, SinkError> {
+        Ok(Box::new(ResponseSink::open(self).await?))
     }
 }
 

@@ -224,6 +224,27 @@ impl BlockTable {
         Ok(())
     }
 
+    /// The block of `net`, if one is stored (a consistent read).
+    pub async fn get(&self, net: IpNet) -> Result<Option<StoredBlock>, StateError> {
+        let got = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key(KEY, AttributeValue::S(net.to_string()))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| self.api("GetItem", &e))?;
+        got.item()
+            .map(|item| {
+                StoredBlock::from_item(item).map_err(|why| StateError::Unusable {
+                    table: self.table.clone(),
+                    why: format!("an item seclake cannot read ({why}): {item:?}"),
+                })
+            })
+            .transpose()
+    }
+
     /// Forgets the block of `net`.
     pub async fn remove(&self, net: IpNet) -> Result<(), StateError> {
         self.client
