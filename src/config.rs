@@ -10,7 +10,10 @@ use seclake_enrich::geoip::GeoIpConfig;
 use seclake_enrich::threat::ThreatConfig;
 use seclake_enrich::time_window::{self, TimeWindow};
 pub use seclake_ingest::SourceConfig;
-use seclake_sink::{DeadLetterConfig, LakeConfig, OpenSearchConfig, SinkSpec};
+use seclake_sink::{
+    AlertOutputs, AlertRule, AlertSinkConfig, DeadLetterConfig, LakeConfig, OpenSearchConfig,
+    SinkSpec,
+};
 use serde::Deserialize;
 
 /// The whole config file.
@@ -45,6 +48,16 @@ pub struct Config {
     /// `[report]`: the daily report (`report run`); the pipeline ignores it.
     #[serde(default)]
     pub report: Option<seclake_queries::config::ReportConfig>,
+    /// `[alerts]`: where alerts go (Slack, SNS).
+    #[serde(default)]
+    pub alerts: Option<AlertOutputs>,
+    /// `[[alert]]` entries: which events and response decisions are alerted.
+    #[serde(default)]
+    pub alert: Vec<AlertRule>,
+    /// The alert sink's spec: `alerts` and `alert` together, filled in by
+    /// the loader.
+    #[serde(skip)]
+    pub alerting: AlertSinkConfig,
 }
 
 /// `[metrics]`.
@@ -164,6 +177,13 @@ impl Config {
         if let Some(response) = &mut config.response {
             response.lake = Some(config.lake.clone());
         }
+        config.alerting = AlertSinkConfig {
+            outputs: config.alerts.clone().unwrap_or_default(),
+            rules: config.alert.clone(),
+        };
+        if let Some(response) = &mut config.response {
+            response.alerts = Some(config.alerting.clone());
+        }
         config.check(path)?;
         Ok(config)
     }
@@ -209,10 +229,15 @@ impl Config {
         }
         let from_sink = |section: &str, e: seclake_sink::SinkError| match e {
             seclake_sink::SinkError::Config { key, why } => invalid(key, &why),
+            seclake_sink::SinkError::ConfigEntry { key, why } => invalid(&key, &why),
             other => invalid(section, &other.to_string()),
         };
         for sink in self.sinks() {
             sink.check().map_err(|e| from_sink(sink.name(), e))?;
+        }
+        // Rules only for the response's decisions make no sink to check them.
+        if !self.alerting.watches_events() {
+            self.alerting.check().map_err(|e| from_sink("alert", e))?;
         }
         Ok(())
     }
@@ -226,6 +251,9 @@ impl Config {
         }
         if let Some(response) = &self.response {
             sinks.push(response);
+        }
+        if self.alerting.watches_events() {
+            sinks.push(&self.alerting);
         }
         sinks
     }
@@ -505,6 +533,41 @@ mod tests {
         assert!(err.contains("use `instance_id`"), "{err}");
         let off = format!("{KAFKA}instance_id = false\n{tail}");
         Config::parse(&off, "c.toml").unwrap();
+    }
+
+    #[test]
+    fn alert_rules_are_checked_by_key_and_run_a_sink_only_for_events() {
+        let rule = |body: &str| {
+            format!(
+                "{MINIMAL}\n[alerts.slack]\nwebhook_url = \"https://hooks.slack.com/services/x\"\n\
+                 [[alert]]\nname = \"r\"\noutput = \"slack\"\n{body}"
+            )
+        };
+        let sinks = |body: &str| {
+            let cfg = Config::parse(&rule(body), "c.toml").unwrap();
+            cfg.sinks().iter().map(|s| s.name()).collect::<Vec<_>>()
+        };
+        assert!(sinks("format = \"falco\"\nmin_severity = \"critical\"\n").contains(&"alert"));
+        assert!(!sinks("format = \"response\"\naction = \"blocked\"\n").contains(&"alert"));
+        for (body, key) in [
+            (
+                "format = \"falco\"\nmin_severity = \"severe\"\n",
+                "alert[0].min_severity",
+            ),
+            (
+                "format = \"response\"\naction = \"banned\"\n",
+                "alert[0].action",
+            ),
+            (
+                "format = \"falco\"\nmin_severty = \"critical\"\n",
+                "alert[0]",
+            ),
+        ] {
+            let err = Config::parse(&rule(body), "c.toml")
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(&format!("key `{key}")), "{body}: {err}");
+        }
     }
 
     #[test]

@@ -90,7 +90,7 @@ pub fn run(out: &Path, date: chrono::NaiveDate, scale: f64, progress: bool) -> R
 fn demo_config(out: &Path) -> String {
     let o = out.display();
     let mut text = String::new();
-    for format in ["waf", "falco", "app"] {
+    for format in seclake_ingest::Format::ALL {
         text.push_str(&format!(
             "[[source]]\ntype = \"file\"\nformat = \"{format}\"\npath = \"{o}/logs/{format}.ndjson\"\n\n"
         ));

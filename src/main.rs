@@ -43,7 +43,7 @@ fn check_cpu() -> Result<(), &'static str> {
     Ok(())
 }
 
-/// Security-log pipeline: AWS WAF, Falco and app logs into an enriched Parquet lake.
+/// Security-log pipeline: AWS WAF, Falco, app logs and GuardDuty findings into an enriched Parquet lake.
 #[derive(Parser)]
 #[command(version, about)]
 struct Cli {
@@ -122,12 +122,13 @@ enum Command {
         #[arg(long, short)]
         config: PathBuf,
     },
-    /// Write a realistic, deterministic day of WAF, Falco and app logs.
+    /// Write a realistic, deterministic day of WAF, Falco and app logs and GuardDuty findings.
     Gen {
         /// The day to generate (UTC), YYYY-MM-DD.
         #[arg(long)]
         date: NaiveDate,
-        /// Volume: 1.0 = 100,000 WAF records, 10,000 Falco alerts, 50,000 app lines.
+        /// Volume: 1.0 = 100,000 WAF records, 10,000 Falco alerts, 50,000 app lines,
+        /// 2,000 GuardDuty findings.
         #[arg(long, default_value_t = 1.0)]
         scale: f64,
         /// Random seed; the same seed gives the same bytes.
@@ -259,7 +260,7 @@ fn run(cli: Cli) -> Result<()> {
             })?;
             for f in summary.files {
                 println!(
-                    "{:<6} {:>10} lines {:>6} malformed {:>8.1} MB  {}",
+                    "{:<9} {:>10} lines {:>6} malformed {:>8.1} MB  {}",
                     f.format,
                     f.lines,
                     f.malformed,
@@ -469,12 +470,12 @@ fn key_value(text: &str) -> Result<(String, String), String> {
 
 fn print_summary(s: &RunSummary) {
     println!(
-        "{:<8} {:>12} {:>12} {:>13} {:>10}",
+        "{:<10} {:>12} {:>12} {:>13} {:>10}",
         "format", "records", "events", "dead letters", "MB read"
     );
     for (name, c) in &s.formats {
         println!(
-            "{:<8} {:>12} {:>12} {:>13} {:>10.1}",
+            "{:<10} {:>12} {:>12} {:>13} {:>10.1}",
             name,
             c.records,
             c.events,

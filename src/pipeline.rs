@@ -65,7 +65,7 @@ pub struct FormatCounts {
 /// What a run did.
 #[derive(Debug, Default, Clone, Serialize)]
 pub struct RunSummary {
-    /// Counts per format (`waf`, `falco`, `app`), over every source.
+    /// Counts per format (`waf`, `falco`, `app`, `guardduty`), over every source.
     pub formats: BTreeMap<&'static str, FormatCounts>,
     /// What each sink made durable, by its name (`lake`, `dlq`).
     pub sinks: BTreeMap<&'static str, SinkStats>,

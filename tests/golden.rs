@@ -90,3 +90,8 @@ fn falco_sample_matches_golden() {
 fn app_sample_matches_golden() {
     check(Format::App);
 }
+
+#[test]
+fn guardduty_sample_matches_golden() {
+    check(Format::GuardDuty);
+}

@@ -50,10 +50,11 @@ pub fn ingest_format(format: Format) -> seclake_ingest::Format {
         Format::Waf => seclake_ingest::Format::Waf,
         Format::Falco => seclake_ingest::Format::Falco,
         Format::App => seclake_ingest::Format::App,
+        Format::GuardDuty => seclake_ingest::Format::GuardDuty,
     }
 }
 
-/// A fixture format by name (`waf`, `falco`, `app`).
+/// A fixture format by name (`waf`, `falco`, `app`, `guardduty`).
 pub fn format_by_name(name: &str) -> Option<Format> {
     Format::ALL.into_iter().find(|f| f.as_str() == name)
 }
@@ -65,6 +66,7 @@ pub fn fixture_ndjson(format: Format, n: usize) -> Vec<u8> {
         Format::Waf => seclake_fixtures::waf_lines(SEED, bench_date(), n),
         Format::Falco => seclake_fixtures::falco_lines(SEED, bench_date(), n),
         Format::App => seclake_fixtures::app_lines(SEED, bench_date(), n),
+        Format::GuardDuty => seclake_fixtures::guardduty_lines(SEED, bench_date(), n),
     }
 }
 

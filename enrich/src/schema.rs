@@ -218,14 +218,16 @@ event_schema! {
     /// and the raw record bytes. The same record always gets the same id, so
     /// sinks can de-duplicate replays.
     event_id: Text,
-    /// Which log the event came from: `waf`, `falco` or `app`. A Hive partition
-    /// key in the lake (`source=…`), so not stored inside the Parquet files.
+    /// Which log the event came from: `waf`, `falco`, `app` or `guardduty`. A
+    /// Hive partition key in the lake (`source=…`), so not stored inside the
+    /// Parquet files.
     source: Text,
     /// When the event happened (UTC, microseconds).
     ts: Timestamp,
     /// When seclake processed it (UTC, microseconds).
     ingest_ts: Timestamp,
-    /// The client address in canonical text form (RFC 5952 for IPv6); null when absent or unparseable.
+    /// The client address in canonical text form (RFC 5952 for IPv6); null when
+    /// absent or unparseable. GuardDuty: the finding's remote address.
     client_ip: OptText,
     /// `public`, `private`, `loopback`, `link_local`, `cgnat`, `multicast`,
     /// `documentation`, `reserved` or `unspecified`; only public addresses are looked up.
@@ -244,11 +246,16 @@ event_schema! {
     asn: OptI64,
     /// Autonomous system organisation from GeoIP.
     as_org: OptText,
-    /// WAF action as logged (`ALLOW`, `BLOCK`, `COUNT`, `CAPTCHA`, `CHALLENGE`); null for other sources.
+    /// WAF action as logged (`ALLOW`, `BLOCK`, `COUNT`, `CAPTCHA`, `CHALLENGE`),
+    /// or GuardDuty's action type (`NETWORK_CONNECTION`, `AWS_API_CALL`,
+    /// `PORT_PROBE`, `DNS_REQUEST`, …); null for other sources.
     action: OptText,
-    /// WAF terminating rule id, or the Falco rule name.
+    /// WAF terminating rule id, the Falco rule name, or the GuardDuty finding
+    /// type (`Recon:EC2/PortProbeUnprotectedPort`).
     rule: OptText,
-    /// Lowercase severity: Falco priority (`critical`, `warning`, …) or app log level (`info`, `error`, …).
+    /// Lowercase severity: Falco priority (`critical`, `warning`, …), app log
+    /// level (`info`, `error`, …) or GuardDuty's label of the finding's
+    /// severity (`low`, `medium`, `high`, `critical`).
     severity: OptText,
     /// HTTP method (WAF and app).
     http_method: OptText,
@@ -258,9 +265,10 @@ event_schema! {
     uri: OptText,
     /// HTTP status: the app's response status, or WAF's `responseCodeSent`.
     status: OptI32,
-    /// The client's `User-Agent`.
+    /// The client's `User-Agent` (GuardDuty: of the API call a finding names).
     user_agent: OptText,
-    /// Request id: WAF `httpRequest.requestId` or the app's `request_id`.
+    /// Request id: WAF `httpRequest.requestId`, the app's `request_id`, or the
+    /// GuardDuty finding id.
     request_id: OptText,
     /// WAF: the web ACL ARN.
     waf_web_acl_id: OptText,
@@ -291,7 +299,7 @@ event_schema! {
     falco_source: OptText,
     /// Falco: the human-readable alert text.
     falco_output: OptText,
-    /// Falco: the node that raised the alert.
+    /// Falco: the node that raised the alert; GuardDuty: the EC2 instance id.
     hostname: OptText,
     /// Falco: Kubernetes namespace.
     k8s_namespace: OptText,
@@ -305,7 +313,8 @@ event_schema! {
     proc_name: OptText,
     /// Falco: process command line.
     proc_cmdline: OptText,
-    /// Falco: user name.
+    /// Falco: user name; GuardDuty: the IAM user (or, for a session, the role)
+    /// of the access key a finding names.
     user_name: OptText,
     /// Falco: rule tags.
     falco_tags: TextList,
@@ -331,7 +340,7 @@ event_schema! {
     amount: OptI64,
     /// App: the error text, if the request failed.
     app_error: OptText,
-    /// App: the log message.
+    /// App: the log message; GuardDuty: the finding's title.
     message: OptText,
     /// Threat score, 0–100 (see docs/threat-scoring.md).
     threat_score: I32,
@@ -339,4 +348,6 @@ event_schema! {
     threat_level: Text,
     /// Why the score is what it is: one `rule +points` entry per rule that fired.
     threat_reasons: TextList,
+    /// GuardDuty: the access key id an IAM finding names.
+    aws_access_key_id: OptText,
 }

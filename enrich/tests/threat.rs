@@ -289,6 +289,45 @@ mod threat_rules {
     }
 
     #[test]
+    fn guardduty_findings_score_by_their_severity_label() {
+        let e = ThreatEngine::defaults();
+        let finding = |label| {
+            e.assess(&Signals {
+                format: Format::GuardDuty,
+                guardduty_severity: Some(label),
+                ..Signals::default()
+            })
+        };
+        let critical = finding("critical");
+        assert_eq!(reasons(&critical), ["guardduty.severity.critical +90"]);
+        assert_eq!(
+            (critical.score, critical.level),
+            (90, ThreatLevel::Critical)
+        );
+        let high = finding("high");
+        assert_eq!(reasons(&high), ["guardduty.severity.high +60"]);
+        assert_eq!(high.level, ThreatLevel::High);
+        assert_eq!(finding("medium").level, ThreatLevel::Medium);
+        assert_eq!(reasons(&finding("low")), ["guardduty.severity.low +10"]);
+        assert_eq!(finding("low").level, ThreatLevel::Low);
+    }
+
+    #[test]
+    fn guardduty_levels_hold_when_the_thresholds_rise() {
+        let e = engine_with("[levels]\nmedium = 40\nhigh = 70\ncritical = 95\n");
+        let level = |label| {
+            e.assess(&Signals {
+                guardduty_severity: Some(label),
+                ..Signals::default()
+            })
+            .level
+        };
+        assert_eq!(level("critical"), ThreatLevel::Critical);
+        assert_eq!(level("high"), ThreatLevel::High);
+        assert_eq!(level("medium"), ThreatLevel::Low);
+    }
+
+    #[test]
     fn leaked_aws_key_in_app_text_is_critical() {
         let e = ThreatEngine::defaults();
         let app = |text: &[u8]| {
@@ -611,6 +650,11 @@ mod threat_rules {
                 "`falco.priority.critcal`",
             ),
             ("[app.status]\n999 = 5\n", "`app.status.999`"),
+            (
+                "[guardduty.severity]\nsevere = 50\n",
+                "`guardduty.severity.severe`",
+            ),
+            ("[guardduty.label]\nhigh = 50\n", "`guardduty.label`"),
             (
                 "[window.rate]\nmax_per_minute = 0\n",
                 "`window.rate.max_per_minute`",

@@ -1,10 +1,10 @@
 //! The log formats seclake understands.
 //!
 //! A *format* is what a record is (an AWS WAF log, a Falco alert, an app
-//! access-log line); a *source* is where records come from (a file, Kafka,
-//! Kinesis). Every crate names formats with this one enum: ingest tags
-//! batches with it, enrich picks its parser and rules by it, the lake
-//! partitions by it and the fixtures generate it.
+//! access-log line, a GuardDuty finding); a *source* is where records come
+//! from (a file, Kafka, Kinesis). Every crate names formats with this one
+//! enum: ingest tags batches with it, enrich picks its parser and rules by
+//! it, the lake partitions by it and the fixtures generate it.
 
 use std::fmt;
 use std::str::FromStr;
@@ -24,11 +24,14 @@ pub enum Format {
     Falco = 1,
     /// The commerce API's JSON access log.
     App = 2,
+    /// Amazon GuardDuty findings: EventBridge "GuardDuty Finding" events, or
+    /// bare findings as GuardDuty exports them to S3.
+    GuardDuty = 3,
 }
 
 impl Format {
     /// Every format, in a fixed order (counters, partitions, manifests).
-    pub const ALL: [Format; 3] = [Format::Waf, Format::Falco, Format::App];
+    pub const ALL: [Format; 4] = [Format::Waf, Format::Falco, Format::App, Format::GuardDuty];
 
     /// The lowercase name used in config, partitions, metric labels and the
     /// lake's `source` column.
@@ -37,6 +40,7 @@ impl Format {
             Format::Waf => "waf",
             Format::Falco => "falco",
             Format::App => "app",
+            Format::GuardDuty => "guardduty",
         }
     }
 }
@@ -53,7 +57,11 @@ pub struct UnknownFormat(pub String);
 
 impl fmt::Display for UnknownFormat {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "unknown format {:?}: expected waf, falco or app", self.0)
+        write!(
+            f,
+            "unknown format {:?}: expected waf, falco, app or guardduty",
+            self.0
+        )
     }
 }
 
@@ -81,7 +89,7 @@ mod tests {
         }
         assert_eq!(
             Format::ALL.map(|f| f as u64),
-            [0, 1, 2],
+            [0, 1, 2, 3],
             "event ids depend on these"
         );
         assert!(

@@ -24,7 +24,7 @@ use crate::{Ack, AckStatus, AckWaiter, Batch, Flaw, Format, Origin, Record, Sour
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FileConfig {
-    /// Format of every record: `waf`, `falco` or `app`.
+    /// Format of every record: `waf`, `falco`, `app` or `guardduty`.
     pub format: Format,
     /// A file path or a glob (`logs/*.ndjson.gz`); matches are read in name order.
     pub path: String,

@@ -5,7 +5,7 @@
 //! ```toml
 //! [[source]]
 //! type = "generate"
-//! format = "waf"        # waf | falco | app
+//! format = "waf"        # waf | falco | app | guardduty
 //! count = 20000         # optional; without it, runs until stopped
 //! # rate = "5k/s"       # optional; as fast as possible without it
 //! # seed = 7
@@ -36,7 +36,7 @@ use crate::{Ack, Batch, Format, Origin, Record, SourceError};
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct GenerateConfig {
-    /// Format of the generated records: `waf`, `falco` or `app`.
+    /// Format of the generated records: `waf`, `falco`, `app` or `guardduty`.
     pub format: Format,
     /// Records to generate; without it the source runs until stopped.
     pub count: Option<u64>,

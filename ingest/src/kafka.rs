@@ -44,7 +44,7 @@ pub use membership::InstanceId;
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct KafkaConfig {
-    /// Format of every record: `waf`, `falco` or `app`.
+    /// Format of every record: `waf`, `falco`, `app` or `guardduty`.
     pub format: Format,
     /// Bootstrap brokers, `host:port[,host:port...]`.
     pub brokers: String,

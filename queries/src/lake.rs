@@ -1,6 +1,7 @@
-//! The lake as DataFusion tables: `waf`, `falco` and `app` (one source each,
-//! partitioned by `dt` and `hour`) and `events` (every source, partitioned by
-//! `source`, `dt` and `hour`).
+//! The lake as DataFusion tables: `waf`, `falco`, `app`, `guardduty` and `response` (the
+//! automatic response's audit events), one source each, partitioned by `dt`
+//! and `hour`, and `events` (every source, partitioned by `source`, `dt` and
+//! `hour`).
 //!
 //! Tables use the event schema of this build, not one inferred from the files:
 //! a file written before a column was added reads with that column null, and
@@ -22,7 +23,7 @@ use url::Url;
 use crate::QueryError;
 
 /// The sources, each a table of its own.
-pub const SOURCES: [&str; 3] = ["waf", "falco", "app"];
+pub const SOURCES: [&str; 5] = ["waf", "falco", "app", "guardduty", "response"];
 
 /// A lake opened for queries: a DataFusion session with its tables.
 #[derive(Clone)]

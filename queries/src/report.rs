@@ -42,6 +42,10 @@ pub struct Report {
     pub threat_levels: Vec<ThreatLevel>,
     pub falco: Falco,
     pub leaked_credentials: Vec<LeakedKey>,
+    /// The automatic response's decisions, newest first, at most
+    /// `critical_limit`.
+    #[serde(default)]
+    pub blocks: Vec<BlockDecision>,
     pub app: App,
 }
 
@@ -190,6 +194,31 @@ pub struct LeakedKey {
     pub last_seen: DateTime<Utc>,
     pub routes: u64,
     pub users: u64,
+}
+
+/// One decision of the automatic response (docs/operations.md).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct BlockDecision {
+    pub ts: DateTime<Utc>,
+    /// `blocked`, `dry_run`, `allow_listed`, `evicted` or `refused`.
+    pub decision: String,
+    pub client_ip: String,
+    #[serde(default)]
+    pub country_iso: Option<String>,
+    #[serde(default)]
+    pub asn: Option<i64>,
+    #[serde(default)]
+    pub as_org: Option<String>,
+    pub threat_score: i32,
+    pub threat_level: String,
+    /// What triggered it, e.g. `level critical` or `5 events in 60s`.
+    #[serde(default)]
+    pub trigger: Option<String>,
+    #[serde(default)]
+    pub reasons: Option<String>,
+    /// What was done and until when.
+    #[serde(default)]
+    pub message: Option<String>,
 }
 
 /// The commerce API's day.
@@ -349,6 +378,7 @@ pub async fn build(
             "leaked_credentials",
             section(&results, "leaked_credentials"),
         )?,
+        blocks: rows("blocks", section(&results, "blocks"))?,
         app,
     };
     Ok((report, timings))

@@ -48,6 +48,7 @@ pub const SECTIONS: &[Sql] = sql![
     "falco_namespaces",
     "falco_critical",
     "leaked_credentials",
+    "blocks",
     "app_summary",
     "app_routes",
 ];

@@ -1,10 +1,12 @@
-//! Sinks for seclake: the Parquet lake, the dead-letter output, OpenSearch and
-//! the automatic response (AWS WAF IP set), the
+//! Sinks for seclake: the Parquet lake, the dead-letter output, OpenSearch,
+//! the automatic response (AWS WAF IP set) and alerts (Slack, SNS), the
 //! [`Sink`] contract they implement, and the [`Fanout`] that runs them.
 //!
 //! Every sink takes an [`seclake_ingest::Ack`] with the data it is given and
 //! holds a clone until that data is durable; committing a file drops them.
 
+pub mod alert;
+mod columns;
 mod contract;
 pub mod dead_letter;
 pub mod lake;
@@ -16,6 +18,7 @@ pub mod store;
 use futures::StreamExt as _;
 use object_store::ObjectStore as _;
 
+pub use alert::{AlertOutputs, AlertRule, AlertSink, AlertSinkConfig};
 pub use contract::{Lanes, Rejected, Sink, SinkBatch, SinkSpec, SinkStats, Takes};
 pub use dead_letter::{DeadLetter, DeadLetterConfig, DeadLetterLine, DeadLetterWriter};
 pub use lake::{LakeConfig, LakeStats, LakeWriter};
@@ -32,6 +35,14 @@ pub enum SinkError {
     Config {
         /// The key, e.g. `lake.url`.
         key: &'static str,
+        /// What is wrong and what to do.
+        why: String,
+    },
+    /// A config value in a list entry is unusable.
+    #[error("config key `{key}`: {why}")]
+    ConfigEntry {
+        /// The key with the entry's index, e.g. `alert[0].min_severity`.
+        key: String,
         /// What is wrong and what to do.
         why: String,
     },

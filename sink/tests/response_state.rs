@@ -62,13 +62,17 @@ async fn a_restored_decider_neither_blocks_again_nor_forgets_to_expire() {
     let dynamo = client(&endpoint);
     let name = table(&dynamo, "net").await;
     let blocks = BlockTable::new(dynamo.clone(), &name);
-    let reasons = vec!["app.leaked_aws_key +100".to_owned()];
+    let reasons = vec![
+        "waf.action.block +30".to_owned(),
+        "ua.scanner +25".to_owned(),
+    ];
     let event = Observed {
         ip: "198.51.100.7".parse().expect("ip"),
         ts_micros: 0,
         score: 100,
         level: ThreatLevel::Critical,
         reasons: &reasons,
+        finding: None,
     };
     let policy = BlockPolicy {
         ttl: Duration::from_secs(3600),

@@ -118,7 +118,8 @@ struct Shared {
     refused: Mutex<HashMap<String, u32>>,
 }
 
-/// An HTTP proxy in front of the real node, on a port of its own.
+/// An HTTP proxy in front of a real server (the OpenSearch node, moto), on a
+/// port of its own.
 pub struct Proxy {
     pub url: String,
     shared: Arc<Shared>,
@@ -200,8 +201,14 @@ async fn forward(State(shared): State<Arc<Shared>>, request: Request) -> Respons
             .client
             .request(parts.method.clone(), format!("{}{path}", shared.upstream))
             .body(body);
-        if let Some(ct) = parts.headers.get("content-type") {
-            forwarded = forwarded.header("content-type", ct);
+        // Every header but the hop's own: AWS APIs route on `x-amz-target`.
+        for (name, value) in &parts.headers {
+            if !matches!(
+                name.as_str(),
+                "host" | "content-length" | "connection" | "transfer-encoding"
+            ) {
+                forwarded = forwarded.header(name, value);
+            }
         }
         match forwarded.send().await {
             Ok(response) => {

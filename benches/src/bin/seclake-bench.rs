@@ -52,6 +52,8 @@ mod kinesis;
 mod opensearch;
 #[path = "seclake-bench/report.rs"]
 mod report;
+#[path = "seclake-bench/response.rs"]
+mod response;
 
 /// seclake's end-to-end benchmark.
 #[derive(Parser)]
@@ -81,6 +83,9 @@ enum Cmd {
     /// run`'s endpoint → lake, against file → lake on the same records,
     /// and the endpoint's answer latency at that load.
     Firehose(firehose::FirehoseArgs),
+    /// The automatic response: from an attacking record entering Kafka to
+    /// its address in the WAF IP set (moto), under steady other traffic.
+    Response(response::ResponseArgs),
 }
 
 #[derive(Args)]
@@ -166,7 +171,8 @@ struct E2eArgs {
 }
 
 fn parse_format(s: &str) -> Result<Format, String> {
-    format_by_name(s.trim()).ok_or_else(|| format!("unknown format {s:?}: use waf, falco or app"))
+    format_by_name(s.trim())
+        .ok_or_else(|| format!("unknown format {s:?}: use waf, falco, app or guardduty"))
 }
 
 fn main() -> ExitCode {
@@ -176,6 +182,7 @@ fn main() -> ExitCode {
         Cmd::Report(args) => report::report(&args),
         Cmd::Opensearch(args) => opensearch::opensearch(&args),
         Cmd::Firehose(args) => firehose::firehose(&args),
+        Cmd::Response(args) => response::response(&args),
     };
     match outcome {
         Ok(true) => ExitCode::SUCCESS,

@@ -117,6 +117,13 @@ pub(crate) fn required_i64(v: Option<Json<'_>>, key: &'static str) -> Result<i64
         .ok_or(FieldError::Type(key, "an integer"))
 }
 
+/// A field found in a one-pass read that must be a number (integers included).
+pub(crate) fn required_f64(v: Option<Json<'_>>, key: &'static str) -> Result<f64, FieldError> {
+    required(v, key)?
+        .cast_f64()
+        .ok_or(FieldError::Type(key, "a number"))
+}
+
 /// An optional integer; a value of another type is an error.
 pub(crate) fn opt_i64(v: Option<Json<'_>>, key: &'static str) -> Result<Option<i64>, FieldError> {
     v.map(|x| x.as_i64().ok_or(FieldError::Type(key, "an integer")))

@@ -9,6 +9,7 @@
 
 mod app;
 mod falco;
+mod guardduty;
 mod json;
 mod waf;
 
@@ -42,7 +43,7 @@ pub enum ParseError {
         format: Format,
         /// The field.
         field: &'static str,
-        /// `is missing`, or `is not an integer`, ….
+        /// `is missing`, `is not an integer`, or what else is wrong with it.
         problem: String,
     },
     /// A timestamp that is not RFC 3339 or is out of range.
@@ -138,6 +139,7 @@ impl Reader {
                 Format::Waf => waf::parse(value, &mut self.header_names, emit),
                 Format::Falco => falco::parse(value, emit),
                 Format::App => app::parse(raw, value, emit),
+                Format::GuardDuty => guardduty::parse(value, emit),
             }
         };
         let spare = tape.reset();

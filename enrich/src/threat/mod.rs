@@ -128,6 +128,8 @@ pub struct Signals<'a> {
     pub falco_priority: Option<&'a str>,
     /// Falco rule tags, e.g. `mitre_privilege_escalation`.
     pub falco_tags: &'a [&'a str],
+    /// GuardDuty's severity label of a finding: `low`, `medium`, `high` or `critical`.
+    pub guardduty_severity: Option<&'a str>,
     /// HTTP status returned (app logs).
     pub status: Option<u16>,
     /// The raw app record, scanned for leaked AWS access key ids (app only).
@@ -148,6 +150,7 @@ impl Default for Signals<'_> {
             user_agent: None,
             falco_priority: None,
             falco_tags: &[],
+            guardduty_severity: None,
             status: None,
             text: &[],
         }
@@ -397,6 +400,15 @@ impl ThreatEngine {
                     acc.fire(rule);
                 }
             }
+        }
+
+        if let Some(label) = s.guardduty_severity
+            && let Some((_, rule)) = r
+                .guardduty_severity
+                .iter()
+                .find(|(name, _)| name.eq_ignore_ascii_case(label))
+        {
+            acc.fire(rule);
         }
 
         if let Some(ip) = s.client_ip

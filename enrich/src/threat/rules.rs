@@ -25,6 +25,8 @@ const FALCO_PRIORITIES: &[&str] = &[
     "informational",
     "debug",
 ];
+/// GuardDuty's severity labels (`guardduty.severity.*` keys).
+const GUARDDUTY_SEVERITIES: &[&str] = &["low", "medium", "high", "critical"];
 /// Used when a rules file with `replace_defaults = true` sets no `window.max_ips`.
 const DEFAULT_MAX_IPS: usize = 65_536;
 /// Used when a rules file with `replace_defaults = true` sets no `intel.default_points`.
@@ -74,6 +76,8 @@ pub(crate) struct Rules {
     pub ua: Vec<(Rule, CiMatcher)>,
     pub falco_priority: Vec<(String, Rule)>,
     pub falco_tags: Vec<(String, Rule)>,
+    /// GuardDuty severity label and its rule.
+    pub guardduty_severity: Vec<(String, Rule)>,
     pub app_status: Vec<(u16, Rule)>,
     pub app_leaked_key: Option<Rule>,
     pub intel_default_points: u8,
@@ -348,7 +352,16 @@ impl Cx<'_> {
         self.keys(
             t,
             "",
-            &["levels", "waf", "ua", "falco", "app", "intel", "window"],
+            &[
+                "levels",
+                "waf",
+                "ua",
+                "falco",
+                "guardduty",
+                "app",
+                "intel",
+                "window",
+            ],
         )?;
         let levels = self.levels(t)?;
 
@@ -438,6 +451,27 @@ impl Cx<'_> {
             }
         }
 
+        let mut guardduty_severity = Vec::new();
+        if let Some(guardduty) = self.opt_table(t, "", "guardduty")? {
+            self.keys(guardduty, "guardduty", &["severity"])?;
+            for (name, v) in sorted(self.opt_table(guardduty, "guardduty", "severity")?) {
+                let id = join("guardduty.severity", name);
+                if !GUARDDUTY_SEVERITIES.contains(&name.as_str()) {
+                    return Err(self.err(
+                        &id,
+                        format!(
+                            "unknown GuardDuty severity (expected one of: {})",
+                            GUARDDUTY_SEVERITIES.join(", ")
+                        ),
+                    ));
+                }
+                let rule = self.rule(v, &id)?;
+                if rule.enabled() {
+                    guardduty_severity.push((name.clone(), rule));
+                }
+            }
+        }
+
         let mut app_status = Vec::new();
         let mut app_leaked_key = None;
         if let Some(app) = self.opt_table(t, "", "app")? {
@@ -477,6 +511,7 @@ impl Cx<'_> {
             ua,
             falco_priority,
             falco_tags,
+            guardduty_severity,
             app_status,
             app_leaked_key,
             intel_default_points,

@@ -17,7 +17,7 @@ const MAX_BODY_LIMIT: usize = 1 << 30;
 #[derive(Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FirehoseConfig {
-    /// Format of every record: `waf`, `falco` or `app`.
+    /// Format of every record: `waf`, `falco`, `app` or `guardduty`.
     pub format: Format,
     /// Address and port to listen on, e.g. `0.0.0.0:8443`.
     pub listen: String,

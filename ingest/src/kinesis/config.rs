@@ -12,7 +12,7 @@ use crate::source::KeyError;
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct KinesisConfig {
-    /// Format of every record: `waf`, `falco` or `app`.
+    /// Format of every record: `waf`, `falco`, `app` or `guardduty`.
     pub format: Format,
     /// The stream's name.
     pub stream: String,

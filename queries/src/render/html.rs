@@ -112,6 +112,7 @@ pub(super) fn render(report: &Report) -> String {
                         (severity_section(report))
                         (falco(report, &zone))
                         (credentials(report, &zone))
+                        (blocks(report, &zone))
                         (app(report))
                     }
                 }
@@ -480,6 +481,46 @@ fn credentials(report: &Report, zone: &Zone) -> Markup {
                                     td { (zone.time(k.last_seen)) }
                                     td.num { (numbers::count(k.routes)) }
                                     td.num { (numbers::count(k.users)) }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn blocks(report: &Report, zone: &Zone) -> Markup {
+    html! {
+        section #blocks {
+            h2 { "Automatic blocks" }
+            @if report.blocks.is_empty() {
+                p.none { "The automatic response made no decision this day." }
+            } @else {
+                p.note { "Addresses the pipeline blocked in the WAF IP set (or kept out, evicted or refused), newest first; times in " (report.tz) "." }
+                div.scroll {
+                    table {
+                        thead {
+                            tr {
+                                th { "Time" } th { "Decision" } th { "Address" } th { "Network" }
+                                th.num { "Score" } th { "Why" } th { "Outcome" }
+                            }
+                        }
+                        tbody {
+                            @for b in &report.blocks {
+                                tr {
+                                    td { (zone.time(b.ts)) }
+                                    td { (b.decision) }
+                                    td { code { (b.client_ip) } }
+                                    td {
+                                        (b.country_iso.as_deref().unwrap_or(""))
+                                        @if let Some(asn) = b.asn { " AS" (asn) }
+                                        @if let Some(org) = &b.as_org { " " (org) }
+                                    }
+                                    td.num { (b.threat_score) " " (b.threat_level) }
+                                    td { (b.reasons.as_deref().unwrap_or("")) }
+                                    td { (b.message.as_deref().unwrap_or("")) }
                                 }
                             }
                         }

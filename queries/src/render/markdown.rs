@@ -309,6 +309,33 @@ pub(super) fn render(report: &Report) -> String {
         }),
     );
 
+    line(w, format!("## Automatic blocks ({})", escape(&report.tz)));
+    table(
+        w,
+        &[
+            ("Time", Left),
+            ("Decision", Left),
+            ("Address", Left),
+            ("Country", Left),
+            ("ASN", Left),
+            ("Score", Right),
+            ("Why", Left),
+            ("Outcome", Left),
+        ],
+        report.blocks.iter().map(|b| {
+            [
+                zone.time(b.ts),
+                b.decision.clone(),
+                b.client_ip.clone(),
+                b.country_iso.clone().unwrap_or_default(),
+                b.asn.map(|a| format!("AS{a}")).unwrap_or_default(),
+                format!("{} {}", b.threat_score, b.threat_level),
+                b.reasons.clone().unwrap_or_default(),
+                b.message.clone().unwrap_or_default(),
+            ]
+        }),
+    );
+
     line(w, "## App routes".to_owned());
     if let Some(route) = busiest_route(app) {
         line(

@@ -98,6 +98,29 @@ pub fn summary(report: &Report) -> String {
         format!("Leaked AWS keys: {}", keys.join(", "))
     });
 
+    let blocked = report
+        .blocks
+        .iter()
+        .filter(|b| b.decision == "blocked")
+        .count();
+    let dry = report
+        .blocks
+        .iter()
+        .filter(|b| b.decision == "dry_run")
+        .count();
+    lines.push(match (blocked, dry) {
+        (0, 0) => "Automatic blocks: none".to_owned(),
+        (n, 0) => format!(
+            "Automatic blocks: {}",
+            numbers::counted(n as u64, "address", "addresses")
+        ),
+        (n, d) => format!(
+            "Automatic blocks: {}, {} in dry run",
+            numbers::counted(n as u64, "address", "addresses"),
+            numbers::count(d as u64)
+        ),
+    });
+
     let app = &report.app;
     let mut line = format!(
         "App: {}, {} server errors",

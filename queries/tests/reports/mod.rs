@@ -6,8 +6,8 @@
 use chrono::{DateTime, Duration, FixedOffset, NaiveDate, TimeZone, Utc};
 use seclake_queries::Report;
 use seclake_queries::report::{
-    App, AppRoute, AttackType, Attacker, Country, CriticalAlert, Falco, FalcoGroup, FalcoPriority,
-    FalcoRule, Hour, LeakedKey, ThreatLevel, Traffic, WafRule,
+    App, AppRoute, AttackType, Attacker, BlockDecision, Country, CriticalAlert, Falco, FalcoGroup,
+    FalcoPriority, FalcoRule, Hour, LeakedKey, ThreatLevel, Traffic, WafRule,
 };
 
 /// A string that would run script if it were not escaped.
@@ -314,6 +314,43 @@ pub fn busy_day() -> Report {
                 users: 1,
             },
         ],
+        blocks: vec![
+            BlockDecision {
+                ts: utc("2026-11-29T10:41:07Z"),
+                decision: "blocked".to_owned(),
+                client_ip: "185.220.101.47".to_owned(),
+                country_iso: Some("DE".to_owned()),
+                asn: Some(208_294),
+                as_org: Some("Tor exit <relay> & co".to_owned()),
+                threat_score: 80,
+                threat_level: "critical".to_owned(),
+                trigger: Some("level critical".to_owned()),
+                reasons: Some(
+                    "waf.action.block +30, waf.group.sqli +25, ua.scanner +25".to_owned(),
+                ),
+                message: Some(
+                    "blocked 185.220.101.47/32 until 2026-11-30T10:41:07Z (level critical)"
+                        .to_owned(),
+                ),
+            },
+            BlockDecision {
+                ts: utc("2026-11-29T09:02:11Z"),
+                decision: "allow_listed".to_owned(),
+                client_ip: "203.0.113.7".to_owned(),
+                country_iso: None,
+                asn: None,
+                as_org: None,
+                threat_score: 85,
+                threat_level: "critical".to_owned(),
+                trigger: None,
+                reasons: Some(
+                    "waf.action.block +30, waf.label.log4j +30, ua.scanner +25".to_owned(),
+                ),
+                message: Some(
+                    "not blocked: 203.0.113.7 is in the allow-list entry 203.0.113.7/32".to_owned(),
+                ),
+            },
+        ],
         app: App {
             requests: app_requests,
             server_errors,
@@ -348,6 +385,7 @@ pub fn empty_day() -> Report {
         threat_levels: Vec::new(),
         falco: Falco::default(),
         leaked_credentials: Vec::new(),
+        blocks: Vec::new(),
         app: App::default(),
         ..busy
     }

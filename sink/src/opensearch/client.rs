@@ -322,9 +322,7 @@ impl Retention {
 fn index_day(prefix: &str, index: &str) -> Option<chrono::NaiveDate> {
     let rest = index.strip_prefix(prefix)?.strip_prefix('-')?;
     let (format, date) = rest.rsplit_once('-')?;
-    if !matches!(format, "waf" | "falco" | "app") {
-        return None;
-    }
+    format.parse::<seclake_ingest::Format>().ok()?;
     chrono::NaiveDate::parse_from_str(date, "%Y.%m.%d").ok()
 }
 
@@ -337,6 +335,10 @@ mod tests {
         let day = |i| index_day("seclake", i);
         assert_eq!(
             day("seclake-waf-2026.11.24"),
+            chrono::NaiveDate::from_ymd_opt(2026, 11, 24)
+        );
+        assert_eq!(
+            day("seclake-guardduty-2026.11.24"),
             chrono::NaiveDate::from_ymd_opt(2026, 11, 24)
         );
         assert_eq!(day("seclake-other-2026.11.24"), None);

@@ -130,6 +130,7 @@ pub const FIELDS: &[(&str, FieldType)] = &[
     ("threat_score", FieldType::Integer),
     ("threat_level", FieldType::Keyword),
     ("threat_reasons", FieldType::Keyword),
+    ("aws_access_key_id", FieldType::Keyword),
 ];
 
 /// The `mappings` body shared by every seclake index.

@@ -1,9 +1,8 @@
 //! The response's audit trail: every decision (blocked, dry run, allow-listed,
-//! throttled, expired, evicted, refused) is an event in the lake under
-//! `source=response`, so the daily report and any SQL over the lake can say
-//! who was blocked, why and until when.
-
-use std::net::IpAddr;
+//! throttled, expired, evicted, refused, leaked keys) is an event in the
+//! lake under `source=response`, so the daily report and any SQL over the
+//! lake can say who was blocked, why and until when; and it goes to the
+//! `[[alert]]` rules with `format = "response"`.
 
 use futures::future::BoxFuture;
 use ipnet::IpNet;
@@ -12,6 +11,7 @@ use seclake_enrich::threat::ThreatLevel;
 use seclake_ingest::Ack;
 use xxhash_rust::xxh3::xxh3_128_with_seed;
 
+use crate::alert::{Alert, ResponseAlerts};
 use crate::{LakeConfig, LakeWriter, SinkError};
 
 /// The lake's `source` partition of audit events.
@@ -37,6 +37,14 @@ pub enum Decision {
     Evicted,
     /// Not blocked: no room in the set, or an address of the other IP version.
     Refused,
+    /// A leaked access key set `Inactive`.
+    KeyDisabled,
+    /// A leaked access key that would have been set `Inactive` (dry run).
+    KeyDryRun,
+    /// A leaked access key of a protected user, left active.
+    KeyProtected,
+    /// A leaked access key no user of this account owns.
+    KeyNotFound,
 }
 
 impl Decision {
@@ -50,6 +58,10 @@ impl Decision {
             Decision::Expired => "expired",
             Decision::Evicted => "evicted",
             Decision::Refused => "refused",
+            Decision::KeyDisabled => "key_disabled",
+            Decision::KeyDryRun => "key_dry_run",
+            Decision::KeyProtected => "key_protected",
+            Decision::KeyNotFound => "key_not_found",
         }
     }
 }
@@ -79,10 +91,14 @@ pub struct Deciding {
 pub struct AuditEntry {
     /// What was done.
     pub decision: Decision,
-    /// The CIDR concerned.
-    pub net: IpNet,
+    /// The CIDR concerned; none for a leaked key.
+    pub net: Option<IpNet>,
+    /// The IAM user concerned (a leaked key's).
+    pub user: Option<String>,
     /// When (ms since the epoch).
     pub at_ms: i64,
+    /// When the block ends (ms since the epoch), for blocks.
+    pub until_ms: Option<i64>,
     /// What triggered the block (`level critical`, `5 events in 60s`).
     pub trigger: Option<String>,
     /// A sentence for people: what happened and until when.
@@ -97,16 +113,32 @@ impl AuditEntry {
     /// written twice is counted once.
     pub fn to_event(&self) -> Event {
         let ts = self.at_ms.saturating_mul(1000);
-        let key = format!("{}\0{}\0{}", self.decision.as_str(), self.net, self.at_ms);
-        let ip: Option<IpAddr> =
-            (self.net.prefix_len() == self.net.max_prefix_len()).then(|| self.net.addr());
+        let subject = self
+            .net
+            .map(|n| n.to_string())
+            .or_else(|| self.user.clone())
+            .unwrap_or_default();
+        let key = format!(
+            "{}\0{subject}\0{}\0{}",
+            self.decision.as_str(),
+            self.at_ms,
+            self.message
+        );
+        let client_ip = self.net.map(|net| {
+            if net.prefix_len() == net.max_prefix_len() {
+                net.addr().to_string()
+            } else {
+                net.to_string()
+            }
+        });
         let d = &self.deciding;
         Event {
             event_id: format!("{:032x}", xxh3_128_with_seed(key.as_bytes(), ID_SEED)),
             source: SOURCE.to_owned(),
             ts,
             ingest_ts: ts,
-            client_ip: Some(ip.map_or_else(|| self.net.to_string(), |ip| ip.to_string())),
+            client_ip,
+            user_name: self.user.clone(),
             action: Some(self.decision.as_str().to_owned()),
             rule: self.trigger.clone(),
             message: Some(self.message.clone()),
@@ -122,9 +154,39 @@ impl AuditEntry {
     }
 }
 
-/// Writes audit events into the lake's `source=response` partitions.
+impl AuditEntry {
+    /// The entry as an alert for the `format = "response"` rules.
+    pub fn to_alert(&self) -> Alert {
+        let d = &self.deciding;
+        let subject = self
+            .net
+            .map(|n| n.to_string())
+            .or_else(|| self.user.clone())
+            .unwrap_or_default();
+        Alert {
+            title: format!("{} {subject}", self.decision.as_str().replace('_', " ")),
+            client_ip: self.net.map(|n| n.addr().to_string()),
+            country_iso: d.country_iso.clone(),
+            country_name: d.country_name.clone(),
+            asn: d.asn,
+            as_org: d.as_org.clone(),
+            score: d.score,
+            level: d.level,
+            reasons: d.reasons.clone(),
+            expiry_ms: self.until_ms,
+            rule: self.trigger.clone(),
+            text: Some(self.message.clone()),
+            event_ms: self.at_ms,
+            ..Alert::default()
+        }
+    }
+}
+
+/// Records decisions: logs and counts them, writes them into the lake's
+/// `source=response` partitions and hands them to the alerts.
 pub struct AuditLog {
     lake: Option<LakeWriter>,
+    alerts: Option<ResponseAlerts>,
     pending: Vec<Event>,
     written: u64,
 }
@@ -139,16 +201,25 @@ impl AuditLog {
         };
         Ok(AuditLog {
             lake,
+            alerts: None,
             pending: Vec::new(),
             written: 0,
         })
     }
 
+    /// Also alerts every decision through `alerts`.
+    pub fn with_alerts(mut self, alerts: Option<ResponseAlerts>) -> AuditLog {
+        self.alerts = alerts;
+        self
+    }
+
     /// Records `entry`; it reaches the lake with the next [`AuditLog::flush`].
     pub fn record(&mut self, entry: &AuditEntry) {
+        if let Some(alerts) = &self.alerts {
+            alerts.decision(entry.to_alert(), entry.decision.as_str());
+        }
         tracing::info!(
             decision = entry.decision.as_str(),
-            net = %entry.net,
             "response: {}",
             entry.message
         );
@@ -188,9 +259,12 @@ impl AuditLog {
         })
     }
 
-    /// Commits everything.
+    /// Commits everything and sends the alerts still queued.
     pub fn close(&mut self) -> BoxFuture<'_, Result<(), SinkError>> {
         Box::pin(async move {
+            if let Some(alerts) = self.alerts.take() {
+                alerts.close().await;
+            }
             self.flush().await?;
             if let Some(lake) = &mut self.lake {
                 lake.close_all().await?;

@@ -33,6 +33,9 @@ pub struct BlockPolicy {
     pub ttl: Duration,
     /// New blocks allowed per wall-clock minute.
     pub max_per_minute: u32,
+    /// A GuardDuty finding of this severity or above blocks its remote
+    /// address at once.
+    pub finding_level: ThreatLevel,
 }
 
 impl Default for BlockPolicy {
@@ -44,6 +47,7 @@ impl Default for BlockPolicy {
             sustained_window: Duration::from_secs(60),
             ttl: Duration::from_secs(24 * 3600),
             max_per_minute: 60,
+            finding_level: ThreatLevel::High,
         }
     }
 }
@@ -61,6 +65,9 @@ pub struct Observed<'a> {
     pub level: ThreatLevel,
     /// The reasons (`rule +points`).
     pub reasons: &'a [String],
+    /// A GuardDuty finding at or above the policy's `finding_level`: its
+    /// type. Such an event blocks its address at once, whatever its score.
+    pub finding: Option<&'a str>,
 }
 
 /// What made an address blocked.
@@ -68,6 +75,8 @@ pub struct Observed<'a> {
 pub enum Trigger {
     /// One event at `block_level` or above.
     Level(ThreatLevel),
+    /// A GuardDuty finding of this type (at or above `finding_level`).
+    Finding(String),
     /// `events` events at `sustained_level` or above within `window`.
     Sustained {
         /// Events counted.
@@ -153,7 +162,9 @@ impl Decider {
         if self.until.get(&event.ip).is_some_and(|&t| t > now_ms) {
             return None;
         }
-        let trigger = if event.level >= self.policy.block_level {
+        let trigger = if let Some(finding) = event.finding {
+            Trigger::Finding(finding.to_owned())
+        } else if event.level >= self.policy.block_level {
             Trigger::Level(event.level)
         } else if event.level >= self.policy.sustained_level {
             let events = self.count(event);
@@ -199,6 +210,11 @@ impl Decider {
     /// The lowest level an event must have to count for anything.
     pub fn floor(&self) -> ThreatLevel {
         self.policy.sustained_level.min(self.policy.block_level)
+    }
+
+    /// The lowest severity of a GuardDuty finding that blocks.
+    pub fn finding_level(&self) -> ThreatLevel {
+        self.policy.finding_level
     }
 
     /// Forgets `ip`'s block: its next events decide it afresh.
@@ -273,13 +289,31 @@ mod tests {
             },
             level,
             reasons,
+            finding: None,
         }
+    }
+
+    #[test]
+    fn a_guardduty_finding_blocks_at_once_whatever_its_score() {
+        let mut d = decider(BlockPolicy::default());
+        let reasons = vec!["guardduty.severity.high +60".to_owned()];
+        let finding = Observed {
+            finding: Some("UnauthorizedAccess:EC2/SSHBruteForce"),
+            ..event("198.51.100.9", 0, ThreatLevel::High, &reasons)
+        };
+        let Some(Verdict::Block(block)) = d.observe(&finding, 1_000 * MINUTE_MS) else {
+            panic!("a high finding blocks");
+        };
+        assert_eq!(
+            block.trigger,
+            Trigger::Finding("UnauthorizedAccess:EC2/SSHBruteForce".into())
+        );
     }
 
     #[test]
     fn a_critical_event_blocks_its_address_once_until_the_block_expires() {
         let mut d = decider(BlockPolicy::default());
-        let reasons = vec!["app.leaked_aws_key +100".to_owned()];
+        let reasons = vec!["waf.label.log4j +30".to_owned()];
         let now = 1_000 * MINUTE_MS;
         let Some(Verdict::Block(block)) = d.observe(
             &event("198.51.100.7", 0, ThreatLevel::Critical, &reasons),

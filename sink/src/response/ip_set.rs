@@ -34,6 +34,8 @@ pub enum IpSetError {
         operation: &'static str,
         /// What WAF or the connection said.
         message: String,
+        /// WAF's error code, when WAF answered with one.
+        code: Option<String>,
     },
     /// The write lost a race: the set changed after it was read.
     #[error("IP set {name} changed since it was read (lock token {lock_token})")]
@@ -79,6 +81,25 @@ pub enum IpSetError {
         /// The entry.
         value: String,
     },
+}
+
+impl IpSetError {
+    /// True when WAF itself refused for a reason retrying cannot cure: the
+    /// set does not exist, the credentials may not use it, a parameter is
+    /// wrong. Connection failures, throttling and 5xx answers are not.
+    pub fn is_refusal(&self) -> bool {
+        matches!(
+            self,
+            IpSetError::Api { code: Some(code), .. } if matches!(
+                code.as_str(),
+                "WAFNonexistentItemException"
+                    | "AccessDeniedException"
+                    | "WAFInvalidParameterException"
+                    | "UnrecognizedClientException"
+                    | "InvalidSignatureException"
+            )
+        ) || matches!(self, IpSetError::Malformed { .. })
+    }
 }
 
 /// An IP set's address family.
@@ -204,6 +225,7 @@ impl IpSet {
                 name: self.name.clone(),
                 operation: "GetIPSet",
                 message: "the answer has no IP set or no lock token".into(),
+                code: None,
             });
         };
         let version = match set.ip_address_version() {
@@ -346,15 +368,16 @@ impl IpSet {
         E: ProvideErrorMetadata + std::error::Error + 'static,
         R: fmt::Debug,
     {
-        let code = e
-            .as_service_error()
-            .and_then(|s| s.code())
-            .map(|c| format!("{c}: "))
-            .unwrap_or_default();
+        let code = e.as_service_error().and_then(|s| s.code());
         IpSetError::Api {
             name: self.name.clone(),
             operation,
-            message: format!("{code}{}", DisplayErrorContext(e)),
+            message: format!(
+                "{}{}",
+                code.map(|c| format!("{c}: ")).unwrap_or_default(),
+                DisplayErrorContext(e)
+            ),
+            code: code.map(str::to_owned),
         }
     }
 }

@@ -10,6 +10,7 @@
 pub mod audit;
 mod decide;
 mod ip_set;
+mod keys;
 mod sink;
 mod state;
 
@@ -19,6 +20,7 @@ use std::time::Duration;
 pub use decide::{Block, BlockPolicy, Decider, Observed, Trigger, Verdict};
 pub use ip_set::{Change, IpSet, IpSetError, IpSetState, IpVersion, MAX_ADDRESSES};
 pub use ipnet::IpNet;
+pub use keys::{AccessKeys, KeyError, KeyMode, KeyOutcome, access_keys};
 use seclake_enrich::threat::ThreatLevel;
 use seclake_enrich::time_window::config::duration;
 use serde::Deserialize;
@@ -69,6 +71,9 @@ pub struct ResponseConfig {
     pub block_ttl: Option<Duration>,
     /// New blocks per minute at most (60); past it, addresses wait.
     pub max_blocks_per_minute: Option<u32>,
+    /// A GuardDuty finding of this severity or above (`high`) blocks its
+    /// remote address at once.
+    pub guardduty_severity: Option<String>,
     /// Least time between two `UpdateIPSet` calls (`"1s"`: WAF allows one
     /// per second per account and region); blocks decided meanwhile share
     /// the next call.
@@ -78,6 +83,24 @@ pub struct ResponseConfig {
     /// set is shared with another tool. Past it, this deployment's blocks
     /// are evicted, expired ones first, then the lowest scores.
     pub max_addresses: Option<usize>,
+    /// The formats whose client addresses are blocked (default: every one
+    /// but `falco`, whose `fd.rip` may be either end of a connection).
+    pub block_formats: Option<Vec<seclake_ingest::Format>>,
+    /// What to do about an AWS access key id found leaked in the logs or
+    /// named by a GuardDuty finding: `off` (default), `dry_run` or `disable`
+    /// (IAM `UpdateAccessKey` to `Inactive`).
+    #[serde(default)]
+    pub leaked_keys: KeyMode,
+    /// IAM users whose keys are never deactivated (break-glass admins).
+    #[serde(default)]
+    pub protected_users: Vec<String>,
+    /// Another IAM endpoint (a stand-in).
+    pub iam_endpoint: Option<String>,
+    /// The alert outputs and rules (`[alerts]`, `[[alert]]`); the rules with
+    /// `format = "response"` alert on decisions. Filled in by the config
+    /// loader.
+    #[serde(skip)]
+    pub alerts: Option<crate::alert::AlertSinkConfig>,
     /// The lake the audit events go to: the `[lake]` section, filled in by
     /// the config loader.
     #[serde(skip)]
@@ -139,6 +162,7 @@ impl ResponseConfig {
         for (key, endpoint) in [
             ("response.endpoint", &self.endpoint),
             ("response.state_endpoint", &self.state_endpoint),
+            ("response.iam_endpoint", &self.iam_endpoint),
         ] {
             let Some(endpoint) = endpoint else { continue };
             let ok = url::Url::parse(endpoint)
@@ -189,6 +213,16 @@ impl ResponseConfig {
         self.update_interval.unwrap_or(Duration::from_secs(1))
     }
 
+    /// `block_formats` or its default.
+    pub fn block_formats(&self) -> Vec<seclake_ingest::Format> {
+        self.block_formats.clone().unwrap_or_else(|| {
+            seclake_ingest::Format::ALL
+                .into_iter()
+                .filter(|f| *f != seclake_ingest::Format::Falco)
+                .collect()
+        })
+    }
+
     /// `max_addresses` or WAF's limit.
     pub fn max_addresses(&self) -> usize {
         self.max_addresses.unwrap_or(MAX_ADDRESSES)
@@ -220,6 +254,11 @@ impl ResponseConfig {
             max_per_minute: self
                 .max_blocks_per_minute
                 .unwrap_or(defaults.max_per_minute),
+            finding_level: level(
+                "response.guardduty_severity",
+                &self.guardduty_severity,
+                defaults.finding_level,
+            )?,
         };
         if policy.sustained_level > policy.block_level {
             return Err(bad(

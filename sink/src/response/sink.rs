@@ -8,7 +8,7 @@
 //! DynamoDB failing never stops the pipeline: what could not be applied is
 //! kept and retried with backoff.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::net::IpAddr;
 use std::time::Duration;
 
@@ -23,6 +23,7 @@ use tokio::time::Instant;
 use super::audit::{AuditEntry, AuditLog, Deciding, Decision};
 use super::decide::{Block, Decider, Observed, Verdict};
 use super::ip_set::{IpSet, IpSetState};
+use super::keys::{AccessKeys, KeyMode, KeyOutcome, access_keys};
 use super::state::{BlockTable, StoredBlock};
 use super::{AllowList, ResponseConfig};
 use crate::{Sink, SinkBatch, SinkError, SinkStats};
@@ -32,6 +33,9 @@ const MAX_RETRY_PAUSE: Duration = Duration::from_secs(30);
 
 /// How long closing waits for the last changes to be applied.
 const CLOSE_DEADLINE: Duration = Duration::from_secs(20);
+
+/// The threat rule that fires on an AWS access key id in an app record.
+const LEAKED_KEY_RULE: &str = "app.leaked_aws_key";
 
 /// PutItem and GetItem calls in flight at once.
 const TABLE_CONCURRENCY: usize = 16;
@@ -45,6 +49,8 @@ enum Order {
     Audit(AuditEntry),
     /// Take the address out: its block expired.
     Expire(IpAddr, i64),
+    /// Deactivate a leaked access key.
+    Key(String, Deciding, i64),
 }
 
 /// What the applier tells the deciding side.
@@ -60,6 +66,12 @@ enum Back {
 pub struct ResponseSink {
     decider: Decider,
     dry_run: bool,
+    /// Formats whose addresses are blocked.
+    block_formats: Vec<seclake_ingest::Format>,
+    /// Leaked keys are looked for (`leaked_keys` is not `off`).
+    watch_keys: bool,
+    /// Keys already handed to the applier.
+    keys_seen: HashSet<String>,
     orders: Option<mpsc::UnboundedSender<Order>>,
     back: mpsc::UnboundedReceiver<Back>,
     applier: Option<tokio::task::JoinHandle<Result<SinkStats, SinkError>>>,
@@ -91,14 +103,36 @@ impl ResponseSink {
                 .await
                 .map_err(|e| unusable("response.state_table", &e))?;
         }
-        let ip_set = if cfg.dry_run {
-            None
+        let (ip_set, state) = if cfg.dry_run {
+            (None, None)
         } else {
             let set = IpSet::connect(cfg, &shared).with_limit(cfg.max_addresses());
-            set.read()
-                .await
-                .map_err(|e| unusable("response.ip_set_id", &e))?;
-            Some(set)
+            let state = match set.read().await {
+                Ok(state) => Some(state),
+                Err(e) if e.is_refusal() => return Err(unusable("response.ip_set_id", &e)),
+                Err(e) => {
+                    // The lake must not wait for WAF: decisions are kept
+                    // and applied once it answers.
+                    tracing::warn!("response: {e}; starting without it, changes wait for WAF");
+                    None
+                }
+            };
+            (Some(set), state)
+        };
+        // Blocks the table holds but the set lost (a crash between the two
+        // writes, WAF down at the last close, an operator's edit) go back.
+        let now = now_ms();
+        // Without a first read, every running block is checked at the first
+        // write (the plan skips what the set holds).
+        let restores: BTreeSet<IpNet> = if ip_set.is_none() {
+            BTreeSet::new()
+        } else {
+            restored
+                .iter()
+                .filter(|b| b.until_ms > now)
+                .filter(|b| state.as_ref().is_none_or(|s| !s.addresses.contains(&b.net)))
+                .map(|b| b.net)
+                .collect()
         };
         let mut decider = Decider::new(policy, allow);
         let mut known = HashMap::new();
@@ -114,23 +148,37 @@ impl ResponseSink {
                 "response: blocks restored from the block table"
             );
         }
-        let audit = AuditLog::open(cfg.lake.as_ref()).await?;
+        let keys = (cfg.leaked_keys != KeyMode::Off).then(|| {
+            AccessKeys::connect(&shared, cfg.iam_endpoint.as_deref(), &cfg.protected_users)
+        });
+        let alerts = match &cfg.alerts {
+            Some(alerting) => crate::alert::response_alerter(&alerting.outputs, &alerting.rules)?,
+            None => None,
+        };
+        let audit = AuditLog::open(cfg.lake.as_ref()).await?.with_alerts(alerts);
         let (orders, inbox) = mpsc::unbounded_channel();
         let (back_tx, back) = mpsc::unbounded_channel();
         let applier = Applier {
             ip_set,
             table: if cfg.dry_run { None } else { table },
+            keys,
+            keys_dry_run: cfg.dry_run || cfg.leaked_keys == KeyMode::DryRun,
+            leaks: BTreeMap::new(),
             audit,
             known,
             interval: cfg.update_interval(),
             back: back_tx,
             blocks: BTreeMap::new(),
+            restores,
             expiries: BTreeMap::new(),
             failures: 0,
         };
         Ok(ResponseSink {
             decider,
             dry_run: cfg.dry_run,
+            block_formats: cfg.block_formats(),
+            watch_keys: cfg.leaked_keys != KeyMode::Off,
+            keys_seen: HashSet::new(),
             orders: Some(orders),
             back,
             applier: Some(tokio::spawn(applier.run(inbox))),
@@ -157,21 +205,53 @@ impl ResponseSink {
         }
     }
 
-    fn decide(&mut self, batch: &RecordBatch, now_ms: i64) -> Result<(), SinkError> {
+    /// Decides on every row at or above the policy's floor; `blocks` is
+    /// false for a format whose addresses are not blocked.
+    fn decide(
+        &mut self,
+        batch: &RecordBatch,
+        blocks: bool,
+        findings: bool,
+        now_ms: i64,
+    ) -> Result<(), SinkError> {
         let columns = Columns::of(batch)?;
         let floor = self.decider.floor();
+        let finding_level = self.decider.finding_level();
         for row in 0..batch.num_rows() {
-            let Some(level) = columns.level(row).filter(|l| *l >= floor) else {
+            let finding = (findings && columns.severity(row).is_some_and(|s| s >= finding_level))
+                .then(|| columns.rule.value(row));
+            let Some(level) = columns
+                .level(row)
+                .filter(|l| *l >= floor || finding.is_some())
+            else {
                 continue;
             };
-            let Some(ip) = columns.ip(row) else { continue };
             let reasons = columns.reasons(row);
+            if self.watch_keys
+                && finding.is_some()
+                && let Some(key) = columns.named_key(row)
+            {
+                self.leaked_keys(&columns, row, level, &reasons, vec![key], now_ms)?;
+            }
+            if reasons.iter().any(|r| r.starts_with(LEAKED_KEY_RULE)) {
+                // A key in a log line says nothing about the request's client.
+                if self.watch_keys {
+                    let found = columns.logged_keys(row);
+                    self.leaked_keys(&columns, row, level, &reasons, found, now_ms)?;
+                }
+                continue;
+            }
+            if !blocks {
+                continue;
+            }
+            let Some(ip) = columns.ip(row) else { continue };
             let seen = Observed {
                 ip,
                 ts_micros: columns.ts.value(row),
                 score: columns.score.value(row),
                 level,
                 reasons: &reasons,
+                finding,
             };
             let Some(verdict) = self.decider.observe(&seen, now_ms) else {
                 continue;
@@ -182,8 +262,10 @@ impl ResponseSink {
                     let stored = StoredBlock::of(&block, now_ms);
                     Order::Audit(AuditEntry {
                         decision: Decision::DryRun,
-                        net: block.net,
+                        net: Some(block.net),
+                        user: None,
                         at_ms: now_ms,
+                        until_ms: Some(block.until_ms),
                         message: format!(
                             "would block {} until {} ({}; dry run)",
                             block.net,
@@ -197,16 +279,20 @@ impl ResponseSink {
                 Verdict::Block(block) => Order::Block(block, deciding, now_ms),
                 Verdict::Allowed { ip, entry } => Order::Audit(AuditEntry {
                     decision: Decision::AllowListed,
-                    net: IpNet::from(ip),
+                    net: Some(IpNet::from(ip)),
+                    user: None,
                     at_ms: now_ms,
+                    until_ms: None,
                     trigger: None,
                     message: format!("not blocked: {ip} is in the allow-list entry {entry}"),
                     deciding,
                 }),
                 Verdict::Throttled { ip } => Order::Audit(AuditEntry {
                     decision: Decision::Throttled,
-                    net: IpNet::from(ip),
+                    net: Some(IpNet::from(ip)),
+                    user: None,
                     at_ms: now_ms,
+                    until_ms: None,
                     trigger: None,
                     message: format!(
                         "not blocked yet: this minute's max_blocks_per_minute is spent; {ip} is decided again at its next event"
@@ -220,11 +306,42 @@ impl ResponseSink {
     }
 }
 
+impl ResponseSink {
+    /// Hands each of `found`, leaked in `row`, to the applier, once.
+    fn leaked_keys(
+        &mut self,
+        columns: &Columns<'_>,
+        row: usize,
+        level: ThreatLevel,
+        reasons: &[String],
+        found: Vec<String>,
+        now_ms: i64,
+    ) -> Result<(), SinkError> {
+        for key in found {
+            if self.keys_seen.insert(key.clone()) {
+                let seen = Observed {
+                    ip: IpAddr::from([0, 0, 0, 0]),
+                    ts_micros: columns.ts.value(row),
+                    score: columns.score.value(row),
+                    level,
+                    reasons,
+                    finding: None,
+                };
+                let deciding = columns.deciding(row, &seen);
+                self.send(Order::Key(key, deciding, now_ms))?;
+            }
+        }
+        Ok(())
+    }
+}
+
 #[async_trait::async_trait]
 impl Sink for ResponseSink {
     async fn write(&mut self, batch: &SinkBatch) -> Result<(), SinkError> {
         self.listen();
-        self.decide(&batch.events, now_ms())
+        let blocks = self.block_formats.contains(&batch.format);
+        let findings = batch.format == seclake_ingest::Format::GuardDuty;
+        self.decide(&batch.events, blocks, findings, now_ms())
     }
 
     async fn roll_due(&mut self) -> Result<(), SinkError> {
@@ -272,47 +389,67 @@ struct Columns<'a> {
     country_name: &'a arrow::array::StringArray,
     asn: &'a arrow::array::PrimitiveArray<Int64Type>,
     as_org: &'a arrow::array::StringArray,
+    app_error: &'a arrow::array::StringArray,
+    message: &'a arrow::array::StringArray,
+    severity: &'a arrow::array::StringArray,
+    rule: &'a arrow::array::StringArray,
+    access_key: &'a arrow::array::StringArray,
 }
 
 impl<'a> Columns<'a> {
     fn of(batch: &'a RecordBatch) -> Result<Columns<'a>, SinkError> {
-        fn column<'b>(
-            batch: &'b RecordBatch,
-            name: &'static str,
-        ) -> Result<&'b dyn Array, SinkError> {
-            batch
-                .column_by_name(name)
-                .map(|c| c.as_ref())
-                .ok_or(SinkError::Schema(name))
-        }
-        let text = |name: &'static str| {
-            column(batch, name)?
-                .as_string_opt::<i32>()
-                .ok_or(SinkError::Schema(name))
-        };
+        use crate::columns::{list, primitive, text};
+        let text = |name| text(batch, name);
         Ok(Columns {
             ip: text("client_ip")?,
-            ts: column(batch, "ts")?
-                .as_primitive_opt()
-                .ok_or(SinkError::Schema("ts"))?,
-            score: column(batch, "threat_score")?
-                .as_primitive_opt()
-                .ok_or(SinkError::Schema("threat_score"))?,
+            ts: primitive(batch, "ts")?,
+            score: primitive(batch, "threat_score")?,
             level: text("threat_level")?,
-            reasons: column(batch, "threat_reasons")?
-                .as_list_opt::<i32>()
-                .ok_or(SinkError::Schema("threat_reasons"))?,
+            reasons: list(batch, "threat_reasons")?,
             country_iso: text("country_iso")?,
             country_name: text("country_name")?,
-            asn: column(batch, "asn")?
-                .as_primitive_opt()
-                .ok_or(SinkError::Schema("asn"))?,
+            asn: primitive(batch, "asn")?,
             as_org: text("as_org")?,
+            app_error: text("app_error")?,
+            message: text("message")?,
+            severity: text("severity")?,
+            rule: text("rule")?,
+            access_key: text("aws_access_key_id")?,
         })
     }
 
     fn level(&self, row: usize) -> Option<ThreatLevel> {
         ThreatLevel::from_name(self.level.value(row))
+    }
+
+    /// The access key ids in the row's app error and message.
+    fn logged_keys(&self, row: usize) -> Vec<String> {
+        let mut found = Vec::new();
+        for text in [self.app_error, self.message] {
+            if !text.is_null(row) {
+                found.extend(access_keys(text.value(row)).map(str::to_owned));
+            }
+        }
+        found
+    }
+
+    /// The long-term access key a finding names, if any.
+    fn named_key(&self, row: usize) -> Option<String> {
+        if self.access_key.is_null(row) {
+            return None;
+        }
+        access_keys(self.access_key.value(row))
+            .next()
+            .map(str::to_owned)
+    }
+
+    /// The event's `severity` as a level (GuardDuty's labels are the
+    /// threat levels' names).
+    fn severity(&self, row: usize) -> Option<ThreatLevel> {
+        if self.severity.is_null(row) {
+            return None;
+        }
+        ThreatLevel::from_name(self.severity.value(row))
     }
 
     fn ip(&self, row: usize) -> Option<IpAddr> {
@@ -353,6 +490,11 @@ struct Applier {
     ip_set: Option<IpSet>,
     /// None in a dry run or without `state_table`.
     table: Option<BlockTable>,
+    /// None when `leaked_keys` is off.
+    keys: Option<AccessKeys>,
+    keys_dry_run: bool,
+    /// Leaked keys not yet handled.
+    leaks: BTreeMap<String, (Deciding, i64)>,
     audit: AuditLog,
     /// This deployment's blocks (restored and made): expiry and score, for
     /// choosing what to evict.
@@ -361,6 +503,8 @@ struct Applier {
     back: mpsc::UnboundedSender<Back>,
     /// Blocks not yet in the set.
     blocks: BTreeMap<IpNet, (Block, Deciding, i64)>,
+    /// Stored blocks missing from the set at start.
+    restores: BTreeSet<IpNet>,
     /// Expired blocks not yet out of the set.
     expiries: BTreeMap<IpNet, (IpAddr, i64)>,
     failures: u32,
@@ -413,7 +557,10 @@ impl Applier {
     }
 
     fn has_work(&self) -> bool {
-        !self.blocks.is_empty() || !self.expiries.is_empty()
+        !self.blocks.is_empty()
+            || !self.expiries.is_empty()
+            || !self.leaks.is_empty()
+            || !self.restores.is_empty()
     }
 
     /// The pause before the next write: the interval, longer after failures.
@@ -430,6 +577,9 @@ impl Applier {
     fn take(&mut self, order: Order) {
         match order {
             Order::Audit(entry) => self.audit.record(&entry),
+            Order::Key(key, deciding, at_ms) => {
+                self.leaks.insert(key, (deciding, at_ms));
+            }
             Order::Block(block, deciding, at_ms) => {
                 self.expiries.remove(&block.net);
                 self.blocks.insert(block.net, (block, deciding, at_ms));
@@ -439,8 +589,10 @@ impl Applier {
                 if self.ip_set.is_none() {
                     self.audit.record(&AuditEntry {
                         decision: Decision::Expired,
-                        net,
+                        net: Some(net),
+                        user: None,
                         at_ms,
+                        until_ms: None,
                         trigger: None,
                         message: format!("the dry-run block of {net} expired"),
                         deciding: Deciding::default(),
@@ -456,6 +608,9 @@ impl Applier {
     /// One round: record the new blocks in the table, write the set once,
     /// then forget what left it. True when everything pending was applied.
     async fn apply(&mut self) -> bool {
+        if !self.apply_keys().await {
+            return false;
+        }
         let Some(ip_set) = self.ip_set.clone() else {
             self.blocks.clear();
             self.expiries.clear();
@@ -481,6 +636,11 @@ impl Applier {
             .blocks
             .iter()
             .map(|(net, (block, _, _))| (*net, block.score))
+            .chain(
+                self.restores
+                    .iter()
+                    .map(|net| (*net, self.known.get(net).map_or(0, |k| k.1))),
+            )
             .collect();
         let removes: Vec<IpNet> = self.expiries.keys().copied().collect();
         let mut plan = Plan::default();
@@ -505,6 +665,13 @@ impl Applier {
         }
         let mut forget = Vec::new();
         let now = now_ms();
+        let restores = std::mem::take(&mut self.restores);
+        if !restores.is_empty() {
+            tracing::info!(
+                blocks = restores.len(),
+                "response: blocks in the block table but not in the IP set were put back"
+            );
+        }
         for (net, (block, deciding, _)) in std::mem::take(&mut self.blocks) {
             let trigger = StoredBlock::of(&block, now).trigger;
             let refused = plan.refused.iter().find(|(n, _)| *n == net);
@@ -526,8 +693,10 @@ impl Applier {
             };
             self.audit.record(&AuditEntry {
                 decision,
-                net,
+                net: Some(net),
+                user: None,
                 at_ms: now,
+                until_ms: (decision == Decision::Blocked).then_some(block.until_ms),
                 trigger: Some(trigger),
                 message,
                 deciding,
@@ -538,8 +707,10 @@ impl Applier {
             forget.push(net);
             self.audit.record(&AuditEntry {
                 decision: Decision::Expired,
-                net,
+                net: Some(net),
+                user: None,
                 at_ms,
+                until_ms: None,
                 trigger: None,
                 message: format!("unblocked {net}: its block expired"),
                 deciding: Deciding::default(),
@@ -551,8 +722,10 @@ impl Applier {
             let _ = self.back.send(Back::Forget(net.addr()));
             self.audit.record(&AuditEntry {
                 decision: Decision::Evicted,
-                net: *net,
+                net: Some(*net),
+                user: None,
                 at_ms: now,
+                until_ms: None,
                 trigger: None,
                 message: format!(
                     "unblocked {net} (score {score}, until {}) to make room in a full IP set",
@@ -581,6 +754,40 @@ impl Applier {
                 // means a removal of nothing when it expires.
                 tracing::warn!("response: {e}");
             }
+        }
+        true
+    }
+
+    /// Deactivates (or, in a dry run, looks up) the pending leaked keys.
+    async fn apply_keys(&mut self) -> bool {
+        let Some(keys) = self.keys.clone() else {
+            self.leaks.clear();
+            return true;
+        };
+        while let Some((key, (deciding, _))) = self.leaks.pop_first() {
+            let outcome = match keys.deactivate(&key, self.keys_dry_run).await {
+                Ok(outcome) => outcome,
+                Err(e) => {
+                    self.leaks.insert(key, (deciding, now_ms()));
+                    return self.failed(&e);
+                }
+            };
+            let (decision, user) = match &outcome {
+                KeyOutcome::Disabled { user } => (Decision::KeyDisabled, Some(user.clone())),
+                KeyOutcome::WouldDisable { user } => (Decision::KeyDryRun, Some(user.clone())),
+                KeyOutcome::Protected { user } => (Decision::KeyProtected, Some(user.clone())),
+                KeyOutcome::NotFound => (Decision::KeyNotFound, None),
+            };
+            self.audit.record(&AuditEntry {
+                decision,
+                net: None,
+                user,
+                at_ms: now_ms(),
+                until_ms: None,
+                trigger: Some("leaked access key".to_owned()),
+                message: format!("access key {key} found in the logs: {outcome}"),
+                deciding,
+            });
         }
         true
     }

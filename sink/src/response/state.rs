@@ -70,6 +70,7 @@ impl StoredBlock {
             level: block.level,
             trigger: match &block.trigger {
                 Trigger::Level(level) => format!("level {level}"),
+                Trigger::Finding(kind) => format!("GuardDuty {kind}"),
                 Trigger::Sustained { events, window } => {
                     format!("{events} events in {}s", window.as_secs())
                 }

@@ -1593,7 +1593,11 @@ fn stamp_for(format: Format) -> Result<Stamp> {
             time_is_string: false,
             id_key: br#""requestId":""#,
         }),
-        Format::Falco => bail!("--fresh-format: app or waf (Falco alerts carry no request id)"),
+        Format::Falco | Format::GuardDuty => {
+            bail!(
+                "--fresh-format: app or waf (Falco alerts and GuardDuty findings are not stamped)"
+            )
+        }
     }
 }
 
@@ -1654,9 +1658,9 @@ fn seq_key(seq: u64) -> String {
 
 /// Counts what the broker acknowledged.
 #[derive(Default)]
-struct Deliveries {
-    delivered: AtomicU64,
-    failed: AtomicU64,
+pub(super) struct Deliveries {
+    pub(super) delivered: AtomicU64,
+    pub(super) failed: AtomicU64,
 }
 
 impl ClientContext for Deliveries {}
@@ -1887,7 +1891,7 @@ async fn poll_visibility(
 }
 
 /// The `q` quantile of sorted values (nearest rank).
-fn quantile(sorted: &[f64], q: f64) -> f64 {
+pub(super) fn quantile(sorted: &[f64], q: f64) -> f64 {
     if sorted.is_empty() {
         return f64::NAN;
     }
@@ -1895,14 +1899,61 @@ fn quantile(sorted: &[f64], q: f64) -> f64 {
     sorted[rank - 1]
 }
 
-fn kafka_config(brokers: &str) -> ClientConfig {
+/// A topic a bench made, deleted by [`BenchTopic::delete`].
+pub(super) struct BenchTopic {
+    admin: AdminClient<DefaultClientContext>,
+    options: AdminOptions,
+    name: String,
+}
+
+impl BenchTopic {
+    /// Creates `name` with `partitions` partitions on `brokers`.
+    pub(super) fn create(
+        rt: &tokio::runtime::Runtime,
+        brokers: &str,
+        name: &str,
+        partitions: i32,
+    ) -> Result<BenchTopic> {
+        let admin: AdminClient<DefaultClientContext> = kafka_config(brokers)
+            .create()
+            .context("creating the Kafka admin client")?;
+        let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
+        for result in rt
+            .block_on(admin.create_topics(
+                [&NewTopic::new(name, partitions, TopicReplication::Fixed(1))],
+                &options,
+            ))
+            .with_context(|| format!("creating topic {name} on {brokers}"))?
+        {
+            result.map_err(|(name, code)| anyhow::anyhow!("creating topic {name}: {code}"))?;
+        }
+        Ok(BenchTopic {
+            admin,
+            options,
+            name: name.to_owned(),
+        })
+    }
+
+    /// Deletes the topic; a failure is a warning.
+    pub(super) fn delete(self, rt: &tokio::runtime::Runtime) {
+        let deleted = rt.block_on(
+            self.admin
+                .delete_topics(&[self.name.as_str()], &self.options),
+        );
+        if let Err(e) = deleted {
+            eprintln!("warning: deleting topic {}: {e}", self.name);
+        }
+    }
+}
+
+pub(super) fn kafka_config(brokers: &str) -> ClientConfig {
     let mut config = ClientConfig::new();
     config.set("bootstrap.servers", brokers);
     config
 }
 
 /// Sums the samples of a Prometheus metric in `/metrics` text.
-fn scrape(port: u16, name: &str) -> Option<f64> {
+pub(super) fn scrape(port: u16, name: &str) -> Option<f64> {
     let request = "GET /metrics HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n";
     let text = http(port, request)?;
     let values: Vec<f64> = text
@@ -1936,23 +1987,7 @@ fn freshness(
 
     // The topic.
     let topic = unique_name("seclake-bench-fresh");
-    let admin: AdminClient<DefaultClientContext> = kafka_config(&args.brokers)
-        .create()
-        .context("creating the Kafka admin client")?;
-    let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
-    for result in rt
-        .block_on(admin.create_topics(
-            [&NewTopic::new(
-                &topic,
-                args.partitions,
-                TopicReplication::Fixed(1),
-            )],
-            &options,
-        ))
-        .with_context(|| format!("creating topic {topic} on {}", args.brokers))?
-    {
-        result.map_err(|(name, code)| anyhow::anyhow!("creating topic {name}: {code}"))?;
-    }
+    let bench_topic = BenchTopic::create(rt, &args.brokers, &topic, args.partitions)?;
     let outcome = (|| -> Result<(bool, String, Value)> {
         // The pipeline.
         let metrics_port = free_port()?;
@@ -2257,10 +2292,7 @@ fn freshness(
     })();
 
     // Clean up whatever happened.
-    let deleted = rt.block_on(admin.delete_topics(&[topic.as_str()], &options));
-    if let Err(e) = deleted {
-        eprintln!("warning: deleting topic {topic}: {e}");
-    }
+    bench_topic.delete(rt);
     if let Err(e) = rt.block_on(node.clean(FRESH_PREFIX)) {
         eprintln!("warning: deleting the {FRESH_PREFIX}-* indices: {e:#}");
     }
