@@ -167,6 +167,7 @@ impl ResponseSink {
             audit,
             known,
             interval: cfg.update_interval(),
+            wrote: false,
             back: back_tx,
             blocks: BTreeMap::new(),
             restores,
@@ -500,6 +501,8 @@ struct Applier {
     /// choosing what to evict.
     known: HashMap<IpNet, (i64, i32)>,
     interval: Duration,
+    /// The last round called `UpdateIPSet`.
+    wrote: bool,
     back: mpsc::UnboundedSender<Back>,
     /// Blocks not yet in the set.
     blocks: BTreeMap<IpNet, (Block, Deciding, i64)>,
@@ -529,8 +532,11 @@ impl Applier {
                     while let Ok(order) = inbox.try_recv() {
                         self.take(order);
                     }
+                    // Paced from the start of a write, so that writes taking
+                    // time do not push every later one further back.
+                    let started = Instant::now();
                     let ok = self.apply().await;
-                    next_write = Instant::now() + self.pause(ok);
+                    next_write = started + self.pause(ok);
                 }
                 _ = tick.tick() => self.audit.roll_due().await?,
             }
@@ -538,8 +544,9 @@ impl Applier {
         let deadline = Instant::now() + CLOSE_DEADLINE;
         while self.has_work() && Instant::now() < deadline {
             tokio::time::sleep_until(next_write.min(deadline)).await;
+            let started = Instant::now();
             let ok = self.apply().await;
-            next_write = Instant::now() + self.pause(ok);
+            next_write = started + self.pause(ok);
         }
         if self.has_work() {
             tracing::warn!(
@@ -563,11 +570,14 @@ impl Applier {
             || !self.restores.is_empty()
     }
 
-    /// The pause before the next write: the interval, longer after failures.
+    /// The pause before the next write: the interval after an
+    /// `UpdateIPSet` (WAF's rate limit counts those), none after a round
+    /// that wrote nothing, longer after failures.
     fn pause(&mut self, ok: bool) -> Duration {
+        let wrote = std::mem::take(&mut self.wrote);
         if ok {
             self.failures = 0;
-            return self.interval;
+            return if wrote { self.interval } else { Duration::ZERO };
         }
         self.failures = self.failures.saturating_add(1);
         let backoff = self.interval.saturating_mul(1 << self.failures.min(5));
@@ -600,7 +610,10 @@ impl Applier {
                     return;
                 }
                 self.blocks.remove(&net);
-                self.expiries.insert(net, (ip, at_ms));
+                // A block that never reached the set (refused) just ends.
+                if self.known.contains_key(&net) {
+                    self.expiries.insert(net, (ip, at_ms));
+                }
             }
         }
     }
@@ -657,6 +670,7 @@ impl Applier {
             Err(e) => return self.failed(&e),
         };
         if !change.added.is_empty() || !change.removed.is_empty() {
+            self.wrote = true;
             metrics::counter!("seclake_response_ip_set_updates_total").increment(1);
         }
         if change.conflicts > 0 {
@@ -672,7 +686,7 @@ impl Applier {
                 "response: blocks in the block table but not in the IP set were put back"
             );
         }
-        for (net, (block, deciding, _)) in std::mem::take(&mut self.blocks) {
+        for (net, (block, deciding, decided_ms)) in std::mem::take(&mut self.blocks) {
             let trigger = StoredBlock::of(&block, now).trigger;
             let refused = plan.refused.iter().find(|(n, _)| *n == net);
             let (decision, message) = match refused {
@@ -681,6 +695,8 @@ impl Applier {
                     (Decision::Refused, format!("not blocked: {why}"))
                 }
                 None => {
+                    metrics::histogram!("seclake_response_block_seconds")
+                        .record((now - decided_ms).max(0) as f64 / 1000.0);
                     self.known.insert(net, (block.until_ms, block.score));
                     (
                         Decision::Blocked,
@@ -736,9 +752,6 @@ impl Applier {
                     ..Deciding::default()
                 },
             });
-        }
-        for (net, _) in &plan.refused {
-            let _ = self.back.send(Back::Forget(net.addr()));
         }
         if let Some(table) = &self.table {
             let removed = futures::stream::iter(forget)

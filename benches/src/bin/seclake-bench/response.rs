@@ -62,6 +62,9 @@ pub(crate) struct ResponseArgs {
     /// Milliseconds between two reads of the IP set.
     #[arg(long, default_value_t = 50)]
     poll_ms: u64,
+    /// The Kafka source's `linger_ms` [default: seclake's, 200 ms].
+    #[arg(long)]
+    linger_ms: Option<u64>,
     /// `[response] update_interval` [default: seclake's, 1 s].
     #[arg(long)]
     update_interval: Option<String>,
@@ -128,6 +131,9 @@ fn measure(
         toml_str(topic),
         toml_str(&group)
     );
+    if let Some(linger) = args.linger_ms {
+        let _ = writeln!(config, "linger_ms = {linger}\n");
+    }
     for section in ["lake", "dlq"] {
         fs::create_dir_all(root.join(section))?;
         let url = format!("file://{}", root.join(section).to_string_lossy());
@@ -272,6 +278,9 @@ fn measure(
     let conflicts = scrape(metrics_port, "seclake_response_ip_set_conflicts_total").unwrap_or(0.0);
     let skipped = scrape(metrics_port, "seclake_sink_skipped_batches_total").unwrap_or(0.0);
     let errors = scrape(metrics_port, "seclake_response_errors_total").unwrap_or(0.0);
+    let applied_ms = scrape(metrics_port, "seclake_response_block_seconds_sum").unwrap_or(f64::NAN)
+        * 1000.0
+        / scrape(metrics_port, "seclake_response_block_seconds_count").unwrap_or(f64::NAN);
     send_signal(child.0.id(), libc::SIGTERM)?;
     let stop_deadline = Instant::now() + Duration::from_secs(120);
     let status = loop {
@@ -316,7 +325,8 @@ fn measure(
     );
     println!(
         "IP set: {updates:.0} UpdateIPSet calls ({conflicts:.0} lock conflicts, {errors:.0} errors), \
-         {skipped:.0} batches skipped by the response, {polls} reads (mean {:.1} ms)",
+         {skipped:.0} batches skipped by the response, {polls} reads (mean {:.1} ms); \
+         decision → set written: mean {applied_ms:.0} ms (seclake_response_block_seconds)",
         poll_secs * 1000.0 / polls.max(1) as f64
     );
     println!(
@@ -344,6 +354,8 @@ fn measure(
             "ip_set_updates": updates,
             "conflicts": conflicts,
             "errors": errors,
+            "decided_to_written_mean_ms": applied_ms,
+            "linger_ms": args.linger_ms,
             "skipped_batches": skipped,
             "met": met,
         });
