@@ -45,6 +45,11 @@ fn config(dir: &Path, gzip: bool, extra: &str) -> Config {
         format = "app"
         path = "{d}/logs/app.{ext}"
 
+        [[source]]
+        type = "file"
+        format = "guardduty"
+        path = "{d}/logs/guardduty.{ext}"
+
         [geoip]
         city = "{geo}/GeoLite2-City-Test.mmdb"
         asn = "{geo}/GeoLite2-ASN-Test.mmdb"

@@ -201,12 +201,16 @@ async fn forward(State(shared): State<Arc<Shared>>, request: Request) -> Respons
             .client
             .request(parts.method.clone(), format!("{}{path}", shared.upstream))
             .body(body);
-        // Every header but the hop's own: AWS APIs route on `x-amz-target`.
+        // The body's type and, for AWS APIs behind it (moto), the signature
+        // and the `x-amz-target` they route on. Not `accept-encoding`: the
+        // proxy hands the answer on as it gets it, without its encoding.
         for (name, value) in &parts.headers {
-            if !matches!(
-                name.as_str(),
-                "host" | "content-length" | "connection" | "transfer-encoding"
-            ) {
+            let name = name.as_str();
+            if name == "content-type"
+                || name == "authorization"
+                || name.starts_with("x-amz-")
+                || name.starts_with("amz-sdk-")
+            {
                 forwarded = forwarded.header(name, value);
             }
         }
