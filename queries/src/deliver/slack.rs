@@ -1,11 +1,10 @@
 //! The report's summary, posted to a Slack incoming webhook.
 
 use std::fmt;
-use std::net::IpAddr;
 use std::time::Duration;
 
 use serde::Deserialize;
-use url::{Host, Url};
+use url::Url;
 
 use super::s3::Page;
 use super::{Channel, Delivered, DeliveryError};
@@ -52,22 +51,7 @@ impl SlackTarget {
             key: WEBHOOK_KEY,
             why,
         };
-        let url = Url::parse(&self.webhook_url).map_err(|e| bad(format!("not a URL: {e}")))?;
-        let loopback = match url.host() {
-            Some(Host::Ipv4(ip)) => IpAddr::V4(ip).is_loopback(),
-            Some(Host::Ipv6(ip)) => IpAddr::V6(ip).is_loopback(),
-            Some(Host::Domain(name)) => name.eq_ignore_ascii_case("localhost"),
-            None => return Err(bad("names no host".to_owned())),
-        };
-        match url.scheme() {
-            "https" => Ok(url),
-            "http" if loopback => Ok(url),
-            "http" => Err(bad(
-                "plain http:// would send the webhook's secret in clear text: use https://"
-                    .to_owned(),
-            )),
-            other => Err(bad(format!("unsupported scheme {other:?}: use https://"))),
-        }
+        seclake_sink::alert::webhook_url(&self.webhook_url).map_err(bad)
     }
 }
 

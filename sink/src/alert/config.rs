@@ -195,22 +195,29 @@ impl SlackOutput {
             key: "alerts.slack.webhook_url",
             why,
         };
-        let url = Url::parse(&self.webhook_url).map_err(|e| bad(format!("not a URL: {e}")))?;
-        let loopback = match url.host() {
-            Some(Host::Ipv4(ip)) => IpAddr::V4(ip).is_loopback(),
-            Some(Host::Ipv6(ip)) => IpAddr::V6(ip).is_loopback(),
-            Some(Host::Domain(name)) => name.eq_ignore_ascii_case("localhost"),
-            None => return Err(bad("names no host".to_owned())),
-        };
-        match url.scheme() {
-            "https" => Ok(url),
-            "http" if loopback => Ok(url),
-            "http" => Err(bad(
-                "plain http:// would send the webhook's secret in clear text: use https://"
-                    .to_owned(),
-            )),
-            other => Err(bad(format!("unsupported scheme {other:?}: use https://"))),
-        }
+        webhook_url(&self.webhook_url).map_err(bad)
+    }
+}
+
+/// A webhook URL that carries a secret: refused unless `https://` (or
+/// `http://` to loopback), so the secret never crosses a network in clear
+/// text. The reason never repeats the URL. Shared with the report's Slack
+/// delivery.
+pub fn webhook_url(text: &str) -> Result<Url, String> {
+    let url = Url::parse(text).map_err(|e| format!("not a URL: {e}"))?;
+    let loopback = match url.host() {
+        Some(Host::Ipv4(ip)) => IpAddr::V4(ip).is_loopback(),
+        Some(Host::Ipv6(ip)) => IpAddr::V6(ip).is_loopback(),
+        Some(Host::Domain(name)) => name.eq_ignore_ascii_case("localhost"),
+        None => return Err("names no host".to_owned()),
+    };
+    match url.scheme() {
+        "https" => Ok(url),
+        "http" if loopback => Ok(url),
+        "http" => Err(
+            "plain http:// would send the webhook's secret in clear text: use https://".to_owned(),
+        ),
+        other => Err(format!("unsupported scheme {other:?}: use https://")),
     }
 }
 

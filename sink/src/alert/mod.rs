@@ -22,6 +22,7 @@ use std::sync::{Mutex, PoisonError};
 pub use alerter::{AlertStats, Alerter};
 pub use config::{
     AlertOutputs, AlertRule, AlertSinkConfig, DECISIONS, Output, SlackOutput, SnsOutput,
+    webhook_url,
 };
 pub use rules::{AlertRules, Routed};
 use seclake_enrich::threat::ThreatLevel;

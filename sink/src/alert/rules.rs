@@ -125,13 +125,7 @@ impl AlertRules {
                 if !columns.matches(&state.matcher, row) {
                     continue;
                 }
-                let outputs: Vec<Output> = state
-                    .matcher
-                    .outputs
-                    .iter()
-                    .copied()
-                    .filter(|o| !served.contains(o))
-                    .collect();
+                let outputs = unserved(&state.matcher.outputs, &served);
                 if outputs.is_empty() {
                     continue;
                 }
@@ -172,12 +166,7 @@ impl AlertRules {
             if !matches {
                 continue;
             }
-            let outputs: Vec<Output> = m
-                .outputs
-                .iter()
-                .copied()
-                .filter(|o| !served.contains(o))
-                .collect();
+            let outputs = unserved(&m.outputs, &served);
             if outputs.is_empty() {
                 continue;
             }
@@ -471,6 +460,16 @@ pub(crate) fn clip(s: &str, max: usize) -> String {
         Some((end, _)) if s[end..].chars().nth(1).is_some() => format!("{}…", &s[..end]),
         _ => s.to_owned(),
     }
+}
+
+/// The rule's outputs an earlier rule has not sent this alert to: each
+/// alert reaches each output once.
+fn unserved(outputs: &[Output], served: &[Output]) -> Vec<Output> {
+    outputs
+        .iter()
+        .copied()
+        .filter(|o| !served.contains(o))
+        .collect()
 }
 
 #[cfg(test)]

@@ -113,11 +113,7 @@ impl AuditEntry {
     /// written twice is counted once.
     pub fn to_event(&self) -> Event {
         let ts = self.at_ms.saturating_mul(1000);
-        let subject = self
-            .net
-            .map(|n| n.to_string())
-            .or_else(|| self.user.clone())
-            .unwrap_or_default();
+        let subject = self.subject();
         let key = format!(
             "{}\0{subject}\0{}\0{}",
             self.decision.as_str(),
@@ -155,14 +151,18 @@ impl AuditEntry {
 }
 
 impl AuditEntry {
+    /// What the decision is about: the CIDR, or a leaked key's user.
+    fn subject(&self) -> String {
+        self.net
+            .map(|n| n.to_string())
+            .or_else(|| self.user.clone())
+            .unwrap_or_default()
+    }
+
     /// The entry as an alert for the `format = "response"` rules.
     pub fn to_alert(&self) -> Alert {
         let d = &self.deciding;
-        let subject = self
-            .net
-            .map(|n| n.to_string())
-            .or_else(|| self.user.clone())
-            .unwrap_or_default();
+        let subject = self.subject();
         Alert {
             title: format!("{} {subject}", self.decision.as_str().replace('_', " ")),
             client_ip: self.net.map(|n| n.addr().to_string()),

@@ -754,14 +754,8 @@ impl Applier {
             });
         }
         if let Some(table) = &self.table {
-            let removed = futures::stream::iter(forget)
-                .map(|net| {
-                    let table = table.clone();
-                    async move { table.remove(net).await }
-                })
-                .buffer_unordered(TABLE_CONCURRENCY)
-                .collect::<Vec<_>>()
-                .await;
+            let removed =
+                on_table(table, forget, |t, net| async move { t.remove(net).await }).await;
             if let Some(Err(e)) = removed.into_iter().find(Result::is_err) {
                 // The addresses are out of the set; a stale record only
                 // means a removal of nothing when it expires.
@@ -829,15 +823,10 @@ async fn record_blocks(
         .values()
         .map(|(block, _, at_ms)| StoredBlock::of(block, *at_ms))
         .collect();
-    let results = futures::stream::iter(stored)
-        .map(|block| {
-            let table = table.clone();
-            async move { table.put(&block).await }
-        })
-        .buffer_unordered(TABLE_CONCURRENCY)
-        .collect::<Vec<_>>()
-        .await;
-    results.into_iter().collect()
+    on_table(table, stored, |t, block| async move { t.put(&block).await })
+        .await
+        .into_iter()
+        .collect()
 }
 
 /// The stored blocks among `nets` whose expiry is after `now`: another
@@ -850,19 +839,26 @@ async fn extended(
     let Some(table) = table else {
         return Ok(Vec::new());
     };
-    let stored = futures::stream::iter(nets)
-        .map(|net| {
-            let table = table.clone();
-            async move { table.get(net).await }
-        })
-        .buffer_unordered(TABLE_CONCURRENCY)
-        .collect::<Vec<_>>()
-        .await;
+    let stored = on_table(table, nets, |t, net| async move { t.get(net).await }).await;
     let mut later = Vec::new();
     for got in stored {
         later.extend(got?.filter(|b| b.until_ms > now));
     }
     Ok(later)
+}
+
+/// `call` on the table for each of `items`, [`TABLE_CONCURRENCY`] at a time.
+async fn on_table<I, T, F, Fut>(table: &BlockTable, items: I, call: F) -> Vec<T>
+where
+    I: IntoIterator,
+    F: Fn(BlockTable, I::Item) -> Fut,
+    Fut: std::future::Future<Output = T>,
+{
+    futures::stream::iter(items)
+        .map(|item| call(table.clone(), item))
+        .buffer_unordered(TABLE_CONCURRENCY)
+        .collect()
+        .await
 }
 
 /// What one write adds and removes, planned from a fresh read of the set.

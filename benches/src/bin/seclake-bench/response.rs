@@ -26,6 +26,7 @@ use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::producer::{BaseRecord, Producer as _, ThreadedProducer};
 use seclake_benches::{SEED, bench_date};
 use seclake_fixtures::services::unique_name;
+use seclake_sink::response::{IpSet, IpSetState};
 use serde_json::{Value, json};
 
 use super::opensearch::{BenchTopic, Deliveries, kafka_config, quantile, scrape};
@@ -539,37 +540,32 @@ impl Aws {
             .context("CreateIPSet returned no id")
     }
 
+    /// The set's CIDRs and lock token, read as seclake reads it.
+    async fn read(&self, name: &str, id: &str) -> Result<IpSetState> {
+        IpSet::new(
+            self.waf.clone(),
+            name,
+            id,
+            seclake_sink::response::Scope::Regional,
+        )
+        .read()
+        .await
+        .context("GetIPSet")
+    }
+
     async fn addresses(&self, name: &str, id: &str) -> Result<Vec<String>> {
-        let got = self
-            .waf
-            .get_ip_set()
-            .name(name)
-            .id(id)
-            .scope(Scope::Regional)
-            .send()
-            .await
-            .context("GetIPSet")?;
-        Ok(got
-            .ip_set()
-            .map(|s| s.addresses().to_vec())
-            .unwrap_or_default())
+        let state = self.read(name, id).await?;
+        Ok(state.addresses.iter().map(ToString::to_string).collect())
     }
 
     async fn delete_set(&self, name: &str, id: &str) -> Result<()> {
-        let got = self
-            .waf
-            .get_ip_set()
-            .name(name)
-            .id(id)
-            .scope(Scope::Regional)
-            .send()
-            .await?;
+        let state = self.read(name, id).await?;
         self.waf
             .delete_ip_set()
             .name(name)
             .id(id)
             .scope(Scope::Regional)
-            .lock_token(got.lock_token().unwrap_or_default())
+            .lock_token(state.lock_token)
             .send()
             .await?;
         Ok(())
