@@ -35,11 +35,12 @@ FROM debian:bookworm-slim AS runtime
 RUN apt-get update \
  && apt-get install -y --no-install-recommends ca-certificates libssl3 zlib1g \
  && rm -rf /var/lib/apt/lists/* \
- && useradd --system --uid 10001 --home-dir /var/lib/seclake --create-home seclake
+ && useradd --system --uid 10001 --home-dir /var/lib/seclake --create-home seclake \
+ && install -d -o seclake -g seclake /var/lib/seclake/orders
 COPY --from=build /out/ /usr/local/bin/
 USER 10001:10001
 WORKDIR /var/lib/seclake
-# The metrics endpoint, when `[metrics] address` is set.
-EXPOSE 9898
+# The metrics endpoint, when `[metrics] address` is set; commerce-api's HTTP.
+EXPOSE 9898 8080
 ENTRYPOINT ["seclake"]
 CMD ["run", "--config", "/etc/seclake/seclake.toml"]

@@ -135,6 +135,66 @@ fn app_access_log_parses_with_nanosecond_time() {
     assert_eq!(e.threat_level, "low");
 }
 
+/// The commerce API writes `seclake_format::app_log::AccessLog`; every field
+/// it writes lands in its column here.
+#[test]
+fn the_commerce_apis_access_log_lands_in_every_app_column() {
+    use seclake_format::app_log::AccessLog;
+    let written = AccessLog {
+        ts: "2026-12-07T04:01:02.345678Z",
+        level: "warn",
+        service: "commerce-api",
+        method: "POST",
+        route: Some("/api/v1/orders"),
+        path: "/api/v1/orders",
+        status: 409,
+        latency_ms: 3.25,
+        bytes: Some(210),
+        client_ip: Some("89.160.20.112"),
+        user_agent: Some("Vegeta/12"),
+        user_id: Some("u-7"),
+        trace_id: "4bf92f3577b34da6a3ce929d0e0e4736",
+        request_id: "r-9",
+        idempotency_key: Some("k-9"),
+        order_id: Some("0193a0c4-7b1e-7000-8000-000000000001"),
+        amount_krw: Some(5_380_000),
+        error: Some("idempotency_key: already used"),
+        msg: Some("conflict"),
+    };
+    let line = serde_json::to_vec(&written).unwrap();
+    let parsed = parse(Format::App, &[&line]);
+    assert!(parsed.rejects.is_empty(), "{:?}", parsed.rejects);
+    let e = &events(&parsed)[0];
+    assert_eq!(e.ts, 1_796_616_062_345_678);
+    assert_eq!(e.severity.as_deref(), Some("warn"));
+    assert_eq!(e.app_service.as_deref(), Some("commerce-api"));
+    assert_eq!(e.http_method.as_deref(), Some("POST"));
+    assert_eq!(e.app_route.as_deref(), Some("/api/v1/orders"));
+    assert_eq!(e.uri.as_deref(), Some("/api/v1/orders"));
+    assert_eq!(e.status, Some(409));
+    assert_eq!(e.latency_ms, Some(3.25));
+    assert_eq!(e.bytes, Some(210));
+    assert_eq!(e.client_ip.as_deref(), Some("89.160.20.112"));
+    assert_eq!(e.user_agent.as_deref(), Some("Vegeta/12"));
+    assert_eq!(e.user_id.as_deref(), Some("u-7"));
+    assert_eq!(
+        e.trace_id.as_deref(),
+        Some("4bf92f3577b34da6a3ce929d0e0e4736")
+    );
+    assert_eq!(e.request_id.as_deref(), Some("r-9"));
+    assert_eq!(e.idempotency_key.as_deref(), Some("k-9"));
+    assert_eq!(
+        e.order_id.as_deref(),
+        Some("0193a0c4-7b1e-7000-8000-000000000001")
+    );
+    assert_eq!(e.amount, Some(5_380_000));
+    assert_eq!(
+        e.app_error.as_deref(),
+        Some("idempotency_key: already used")
+    );
+    assert_eq!(e.message.as_deref(), Some("conflict"));
+}
+
 #[test]
 fn numbers_and_escapes_read_as_loggers_write_them() {
     // An integer latency is a number too; escaped strings are unescaped.

@@ -6,6 +6,8 @@
 //! enum: ingest tags batches with it, enrich picks its parser and rules by
 //! it, the lake partitions by it and the fixtures generate it.
 
+pub mod app_log;
+
 use std::fmt;
 use std::str::FromStr;
 

@@ -1,6 +1,7 @@
 //! The commerce API's JSON access log, one object per request.
 
 use seclake_format::Format;
+use seclake_format::app_log::field;
 
 use super::json::{self, FieldError, Json, opt_f64, opt_i64, required_i64, required_str};
 use super::{ClientIp, ParseError, Record, field_error, rfc3339_micros, timestamp_error};
@@ -17,17 +18,17 @@ pub(super) fn parse(
     let log = AccessLog::read(value);
     let fields = (|| {
         Ok::<_, FieldError>((
-            required_str(log.ts, "ts")?,
-            required_str(log.method, "method")?,
-            required_i64(log.status, "status")?,
-            opt_f64(log.latency_ms, "latency_ms")?,
-            opt_i64(log.bytes, "bytes")?,
-            opt_i64(log.amount_krw, "amount_krw")?,
+            required_str(log.ts, field::TS)?,
+            required_str(log.method, field::METHOD)?,
+            required_i64(log.status, field::STATUS)?,
+            opt_f64(log.latency_ms, field::LATENCY_MS)?,
+            opt_i64(log.bytes, field::BYTES)?,
+            opt_i64(log.amount_krw, field::AMOUNT_KRW)?,
         ))
     })();
     let (ts, method, status, latency_ms, bytes, amount) =
         fields.map_err(|e| field_error(Format::App, e))?;
-    let ts = rfc3339_micros(ts).ok_or_else(|| timestamp_error(Format::App, "ts", ts))?;
+    let ts = rfc3339_micros(ts).ok_or_else(|| timestamp_error(Format::App, field::TS, ts))?;
     let status = i32::try_from(status).ok();
     let severity = log.level.map(str::to_ascii_lowercase);
     let row = EventRow {
@@ -70,26 +71,26 @@ pub(super) fn parse(
 }
 
 json::object_fields! {
-    /// The access-log fields seclake reads.
+    /// The access-log fields seclake reads: the keys the commerce API writes.
     struct AccessLog {
-        ts: value = "ts",
-        method: value = "method",
-        status: value = "status",
-        latency_ms: value = "latency_ms",
-        bytes: value = "bytes",
-        amount_krw: value = "amount_krw",
-        level: str = "level",
-        service: str = "service",
-        route: str = "route",
-        path: str = "path",
-        client_ip: str = "client_ip",
-        user_agent: str = "user_agent",
-        user_id: str = "user_id",
-        trace_id: str = "trace_id",
-        request_id: str = "request_id",
-        idempotency_key: str = "idempotency_key",
-        order_id: str = "order_id",
-        error: str = "error",
-        msg: str = "msg",
+        ts: value = field::TS,
+        method: value = field::METHOD,
+        status: value = field::STATUS,
+        latency_ms: value = field::LATENCY_MS,
+        bytes: value = field::BYTES,
+        amount_krw: value = field::AMOUNT_KRW,
+        level: str = field::LEVEL,
+        service: str = field::SERVICE,
+        route: str = field::ROUTE,
+        path: str = field::PATH,
+        client_ip: str = field::CLIENT_IP,
+        user_agent: str = field::USER_AGENT,
+        user_id: str = field::USER_ID,
+        trace_id: str = field::TRACE_ID,
+        request_id: str = field::REQUEST_ID,
+        idempotency_key: str = field::IDEMPOTENCY_KEY,
+        order_id: str = field::ORDER_ID,
+        error: str = field::ERROR,
+        msg: str = field::MSG,
     }
 }

@@ -152,7 +152,7 @@ macro_rules! object_fields {
     (
         $(#[$meta:meta])*
         struct $name:ident {
-            $( $field:ident : $kind:ident = $key:literal ),+ $(,)?
+            $( $field:ident : $kind:ident = $key:pat ),+ $(,)?
         }
     ) => {
         $(#[$meta])*
