@@ -309,8 +309,13 @@ impl Config {
 
     /// Whether `peer` is one of [`Config::trusted_proxies`].
     pub fn trusts(&self, peer: IpAddr) -> bool {
-        self.trusted_proxies.iter().any(|net| net.contains(&peer))
+        is_trusted(&self.trusted_proxies, peer)
     }
+}
+
+/// Whether `peer` is in one of the networks `proxies`.
+pub fn is_trusted(proxies: &[IpNet], peer: IpAddr) -> bool {
+    proxies.iter().any(|net| net.contains(&peer))
 }
 
 fn env_value(text: &str) -> toml::Value {

@@ -98,7 +98,7 @@ async fn place_order(
             .into_response();
         }
     };
-    let fields = Fields {
+    let mut fields = Fields {
         user_id: Some(order.user_id.clone()),
         idempotency_key: order.idempotency_key.clone(),
         ..Fields::default()
@@ -108,28 +108,18 @@ async fn place_order(
             metrics::counter!("commerce_orders_total").increment(1);
             metrics::counter!("commerce_revenue_krw_total")
                 .increment(order.total_krw.max(0) as u64);
-            let location = HeaderValue::from_str(&format!("/api/v1/orders/{}", order.id)).ok();
-            let fields = Fields {
-                order_id: Some(order.id.clone()),
-                amount_krw: Some(order.total_krw),
-                ..fields.clone()
-            };
+            fields.order_id = Some(order.id.clone());
+            fields.amount_krw = Some(order.total_krw);
             let mut resp = (StatusCode::CREATED, json_body(&order)).into_response();
-            if let Some(location) = location {
+            if let Ok(location) = HeaderValue::from_str(&format!("/api/v1/orders/{}", order.id)) {
                 resp.headers_mut().insert(header::LOCATION, location);
             }
-            resp.extensions_mut().insert(fields);
-            return resp;
+            resp
         }
         Ok(Placed::Replayed(order)) => {
             metrics::counter!("commerce_order_replays_total").increment(1);
-            let fields = Fields {
-                order_id: Some(order.id.clone()),
-                ..fields.clone()
-            };
-            let mut resp = (StatusCode::OK, json_body(&order)).into_response();
-            resp.extensions_mut().insert(fields);
-            return resp;
+            fields.order_id = Some(order.id.clone());
+            (StatusCode::OK, json_body(&order)).into_response()
         }
         Err(e) => place_problem(e).into_response(),
     };

@@ -15,6 +15,8 @@ use axum::response::Response;
 use ipnet::IpNet;
 use seclake_format::app_log::AccessLog;
 
+use crate::config::is_trusted;
+
 pub use output::{OutputError, Outputs};
 
 /// What a handler knows about its request that the log should say; handlers
@@ -59,14 +61,10 @@ impl AccessLogger {
         &self.outputs
     }
 
-    fn trusts(&self, ip: IpAddr) -> bool {
-        self.trusted.iter().any(|net| net.contains(&ip))
-    }
-
     /// The client's address: the peer's, or behind trusted proxies the
     /// right-most `X-Forwarded-For` entry that is not a trusted proxy.
     pub fn client_ip(&self, peer: IpAddr, headers: &HeaderMap) -> IpAddr {
-        if !self.trusts(peer) {
+        if !is_trusted(&self.trusted, peer) {
             return peer;
         }
         let mut client = peer;
@@ -83,7 +81,7 @@ impl AccessLogger {
                 break;
             };
             client = ip;
-            if !self.trusts(ip) {
+            if !is_trusted(&self.trusted, ip) {
                 break;
             }
         }
@@ -134,17 +132,14 @@ pub async fn log_request(
     }
     let status = resp.status().as_u16();
     let bytes = axum::body::HttpBody::size_hint(resp.body()).exact();
-    let labels = [
-        ("method", method.as_str().to_owned()),
-        ("route", route.unwrap_or("unmatched").to_owned()),
-    ];
-    metrics::histogram!("http_request_duration_seconds", &labels).record(latency.as_secs_f64());
-    let status_label = ("status", status.to_string());
-    metrics::counter!(
-        "http_requests_total",
-        &[labels[0].clone(), labels[1].clone(), status_label]
-    )
-    .increment(1);
+    let (method_label, route_label) = (
+        method.as_str().to_owned(),
+        route.unwrap_or("unmatched").to_owned(),
+    );
+    metrics::histogram!("http_request_duration_seconds", "method" => method_label.clone(), "route" => route_label.clone())
+        .record(latency.as_secs_f64());
+    metrics::counter!("http_requests_total", "method" => method_label, "route" => route_label, "status" => status.to_string())
+        .increment(1);
 
     let ts = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
     let line = AccessLog {
